@@ -1,0 +1,69 @@
+// Package config loads and validates pgcloak's YAML configuration file.
+//
+// The YAML shape is a contract: later releases add keys, none are renamed.
+// [Load] and [Parse] report every mistake in one go, one per line, sorted by
+// line, each as FILE:LINE: KEY: problem; how to fix it:
+//
+//	pgcloak.yaml:3: upstream: sets user, but user, database and password come from each client; remove user=… (or user@ in a URL)
+//	pgcloak.yaml:9: limits.max_client_conections: unknown key; did you mean "max_client_connections"? known keys: max_client_connections, login_timeout, max_message_bytes
+//	pgcloak.yaml:10: limits.login_timeout: must be more than 0 and at most 1h, got 2h0m0s; the default is 10s
+//
+// The error is an [*Error]; its Problems field holds the same lines as data.
+//
+// # Reference
+//
+// A key that is left out, or written with an empty value, takes its default.
+// Unknown keys are errors, so a typo never silently falls back to a default.
+//
+//   - listen (default 127.0.0.1:6432): host:port that applications connect to
+//     instead of PostgreSQL. ":6432" listens on every interface.
+//   - upstream (required): the PostgreSQL server, as a libpq keyword/value
+//     string ("host=10.0.0.5 port=5432 sslmode=verify-full sslrootcert=/etc/pgcloak/pg-ca.crt")
+//     or a URL ("postgres://10.0.0.5:5432/?sslmode=require"). Any libpq
+//     connection setting is accepted except user, password and dbname: those
+//     come from each client's own startup message and authentication, which
+//     pgcloak passes through. sslmode is one of disable, allow, prefer,
+//     require, verify-ca, verify-full. File paths inside upstream (sslrootcert,
+//     sslcert, sslkey) are read as libpq reads them, from the working directory.
+//   - metrics_listen (default: off): host:port serving Prometheus /metrics and
+//     the /healthz and /readyz probes.
+//   - tls (default: off, clients connect in plaintext): TLS on the client leg.
+//     When present, pgcloak answers SSLRequest with 'S'.
+//   - tls.cert_file (required with tls): PEM server certificate, leaf first,
+//     then any intermediates.
+//   - tls.key_file (required with tls): the certificate's unencrypted PEM
+//     private key.
+//   - tls.client_ca_file (default: none): PEM CA certificate(s); when set,
+//     every client must present a certificate signed by one of them.
+//   - limits.max_client_connections (default 1000, at least 1): client
+//     connections served at once.
+//   - limits.login_timeout (default 10s, more than 0 and at most 1h): time from
+//     accepting a connection to its first ReadyForQuery, TLS and
+//     authentication included.
+//   - limits.max_message_bytes (default 1GB, from 64kB to 1GB): largest
+//     protocol message accepted from either side. PostgreSQL itself limits a
+//     single field to 1GB.
+//
+// Relative tls paths start at the config file's directory; after Load they
+// are stored resolved.
+//
+// Sizes are a number of bytes or a number with a unit: kB, MB, GB, TB (as in
+// postgresql.conf, 1kB = 1024 bytes; units are case-insensitive), or KiB,
+// MiB, GiB, TiB, which mean the same. "1GB", "1 GB", "1GiB" and "1073741824"
+// are equal.
+//
+// Durations use Go syntax ("10s", "1m30s", "500ms") or PostgreSQL's ("10 s",
+// "2min", "1d"; units us, ms, s, min, h, d). A bare number is refused because
+// its unit would be a guess.
+//
+// [Example] returns a commented file with every key.
+//
+// # Adding a section
+//
+// The decoder (decode.go) walks the YAML tree against the Config struct by its
+// yaml tags, so unknown keys and wrong types are found for any new field:
+// structs, pointers to structs (optional sections), maps with string keys
+// (free-form names such as schema.table), lists and scalars. A new section is
+// a new field plus a check function in validate.go that reports with the
+// field's dotted key; the line is found for it.
+package config

@@ -1,0 +1,155 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// sslRequestCode and friends are the special protocol version numbers of the
+// pre-startup requests (PostgreSQL src/include/libpq/pqcomm.h).
+const (
+	sslRequestCode    = 80877103
+	gssEncRequestCode = 80877104
+	cancelRequestCode = 80877102
+)
+
+// upstreamTarget is one way to reach PostgreSQL: an address and whether to
+// ask for TLS there. The upstream setting expands into a list of them
+// (several hosts, and sslmode=prefer/allow fallbacks), tried in order.
+type upstreamTarget struct {
+	network, addr string
+	tls           *tls.Config // nil: plaintext
+}
+
+func (t upstreamTarget) String() string {
+	if t.tls != nil {
+		return t.addr + " (TLS)"
+	}
+	return t.addr
+}
+
+// connector dials PostgreSQL as the upstream setting says. It is shared by
+// all sessions and immutable.
+type connector struct {
+	targets     []upstreamTarget
+	dialTimeout time.Duration
+}
+
+// newConnector parses the upstream setting (libpq keyword/value or URL form)
+// with pgconn, which implements libpq's sslmode rules, hosts and ports.
+func newConnector(upstream string, dialTimeout time.Duration) (*connector, error) {
+	pc, err := pgconn.ParseConfig(upstream)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: %w", err)
+	}
+	c := &connector{dialTimeout: dialTimeout}
+	if pc.ConnectTimeout > 0 {
+		c.dialTimeout = pc.ConnectTimeout
+	}
+	add := func(host string, port uint16, tc *tls.Config) {
+		network, addr := pgconn.NetworkAddress(host, port)
+		c.targets = append(c.targets, upstreamTarget{network: network, addr: addr, tls: tc})
+	}
+	add(pc.Host, pc.Port, pc.TLSConfig)
+	for _, fb := range pc.Fallbacks {
+		add(fb.Host, fb.Port, fb.TLSConfig)
+	}
+	return c, nil
+}
+
+// connect returns a connection to the first target that accepts it, with
+// TLS negotiated where the target asks for it.
+func (c *connector) connect(ctx context.Context) (net.Conn, upstreamTarget, error) {
+	var errs []error
+	for _, t := range c.targets {
+		conn, err := c.dial(ctx, t)
+		if err == nil {
+			return conn, t, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", t, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, upstreamTarget{}, errors.Join(errs...)
+}
+
+func (c *connector) dial(ctx context.Context, t upstreamTarget) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.dialTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, t.network, t.addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+		_ = tc.SetKeepAlive(true)
+	}
+	if t.tls == nil {
+		return conn, nil
+	}
+	tlsConn, err := startTLS(ctx, conn, t.tls)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return tlsConn, nil
+}
+
+// startTLS sends SSLRequest and performs the TLS handshake when the server
+// answers 'S'. The answer is read with an exact one-byte read, so any bytes a
+// server (or a man in the middle) sent after it are not taken as plaintext
+// protocol data: they reach the TLS handshake, which rejects them
+// (CVE-2021-23222).
+func startTLS(ctx context.Context, conn net.Conn, cfg *tls.Config) (net.Conn, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+		defer conn.SetDeadline(time.Time{})
+	}
+	req := []byte{0, 0, 0, 8, 0, 0, 0, 0}
+	putUint32(req[4:], sslRequestCode)
+	if _, err := conn.Write(req); err != nil {
+		return nil, err
+	}
+	var answer [1]byte
+	if _, err := io.ReadFull(conn, answer[:]); err != nil {
+		return nil, fmt.Errorf("reading answer to SSLRequest: %w", err)
+	}
+	switch answer[0] {
+	case 'S':
+	case 'N':
+		return nil, errors.New("server does not support TLS")
+	default:
+		return nil, fmt.Errorf("invalid answer %q to SSLRequest", answer[0])
+	}
+	tlsConn := tls.Client(conn, cfg)
+	if err := tlsConn.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return tlsConn, nil
+}
+
+func putUint32(b []byte, v uint32) {
+	_ = b[3]
+	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+}
+
+// describe lists the targets for messages, e.g. "127.0.0.1:5432 (TLS)".
+func (c *connector) describe() string {
+	s := ""
+	for i, t := range c.targets {
+		if i > 0 {
+			s += ", "
+		}
+		s += t.String()
+	}
+	return s
+}

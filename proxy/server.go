@@ -1,0 +1,274 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/pgcloak/pgcloak/config"
+)
+
+// Server accepts client connections and relays each to its own upstream
+// PostgreSQL connection.
+type Server struct {
+	cfg       *config.Config
+	log       *zap.Logger
+	metrics   *metrics
+	connector *connector
+	tls       *tls.Config // client leg; nil: answer SSLRequest with 'N'
+	maxBody   int
+
+	active atomic.Int64 // client connections open now
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[net.Conn]struct{} // every open client and upstream conn
+	sessions map[string]*session   // by cancel key (BackendKeyData pid+secret)
+	closed   bool
+}
+
+// Options are the collaborators of a Server.
+type Options struct {
+	Logger   *zap.Logger           // nil: no logs
+	Registry prometheus.Registerer // nil: metrics are kept but not exported
+}
+
+// NewServer validates what the configuration needs at run time (upstream
+// setting, certificates) and returns a Server that is not yet listening.
+func NewServer(cfg *config.Config, opts Options) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	conn, err := newConnector(cfg.Upstream, cfg.Limits.LoginTimeout)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       log,
+		metrics:   newMetrics(opts.Registry),
+		connector: conn,
+		maxBody:   int(cfg.Limits.MaxMessageBytes) - 4,
+		conns:     make(map[net.Conn]struct{}),
+		sessions:  make(map[string]*session),
+	}
+	if cfg.TLS != nil {
+		if s.tls, err = serverTLS(cfg.TLS); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func serverTLS(c *config.TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.client_ca_file: %s holds no PEM certificate", c.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// Listen opens the configured listen address.
+func (s *Server) Listen() (net.Listener, error) {
+	return net.Listen("tcp", s.cfg.Listen)
+}
+
+// Serve accepts connections on ln until Close. It returns nil after Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.ln = ln
+	s.mu.Unlock()
+	s.log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("upstream", s.connector.describe()))
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
+				// Out of file descriptors or similar: back off, keep serving.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("in", delay))
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if !s.track(conn) {
+			conn.Close()
+			return nil
+		}
+		s.wg.Add(1)
+		go s.handleConn(conn)
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// track registers an open connection so Close can end it.
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Close stops accepting, closes every client and upstream connection and
+// waits for their goroutines to end.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// Shutdown stops accepting and waits until every session has ended or ctx
+// is done; then it closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		return ctx.Err()
+	}
+}
+
+// ActiveConnections reports how many client connections are open.
+func (s *Server) ActiveConnections() int { return int(s.active.Load()) }
+
+// handleConn owns one client connection from accept to close.
+func (s *Server) handleConn(conn net.Conn) {
+	defer s.wg.Done()
+	start := time.Now()
+	n := s.active.Add(1)
+	s.metrics.connsActive.Inc()
+	s.metrics.connsTotal.Inc()
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("session panic (connection closed)", zap.Any("panic", r), zap.Stack("stack"))
+		}
+		conn.Close()
+		s.untrack(conn)
+		s.active.Add(-1)
+		s.metrics.connsActive.Dec()
+	}()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	_ = conn.SetDeadline(s.loginDeadline(start))
+
+	c, pkt, tlsDone, err := s.negotiate(conn)
+	if pkt == nil {
+		s.startupFailed(c, conn.RemoteAddr(), err)
+		return
+	}
+	if s.tls != nil && s.tls.ClientAuth == tls.RequireAndVerifyClientCert && !tlsDone {
+		s.reject(c, "tls_required", codeInvalidAuthorization, "TLS with a client certificate is required (tls.client_ca_file is set)")
+		return
+	}
+	if n > int64(s.cfg.Limits.MaxClientConnections) {
+		s.reject(c, "too_many", codeTooManyConnections, "sorry, too many clients already")
+		return
+	}
+	params, err := parseStartupParams(pkt)
+	if err != nil {
+		s.startupFailed(c, conn.RemoteAddr(), err)
+		return
+	}
+	s.runSession(c, pkt, params, tlsDone, start)
+}
+
+// reject sends a FATAL error to a client during startup and counts it.
+func (s *Server) reject(c net.Conn, reason, code, msg string) {
+	s.metrics.connsRejected.WithLabelValues(reason).Inc()
+	_, _ = c.Write(fatal(code, msg))
+}
+
+// startupFailed reports why a connection ended before a session began.
+func (s *Server) startupFailed(c net.Conn, remote net.Addr, err error) {
+	if err == nil {
+		return // a CancelRequest: nothing more to say
+	}
+	var pe *protocolError
+	var up *unsupportedProtocolError
+	var te *tlsError
+	var ne net.Error
+	switch {
+	case errors.As(err, &pe):
+		s.metrics.errors.WithLabelValues("protocol").Inc()
+		_, _ = c.Write(fatal(codeProtocolViolation, pe.msg))
+	case errors.As(err, &up):
+		s.metrics.errors.WithLabelValues("protocol").Inc()
+		_, _ = c.Write(fatal(codeFeatureNotSupported, up.Error()))
+	case errors.As(err, &te):
+		// The handshake failed: there is no channel to report on.
+	case errors.As(err, &ne) && ne.Timeout():
+		s.metrics.errors.WithLabelValues("login_timeout").Inc()
+		err = fmt.Errorf("startup not finished within limits.login_timeout (%s)", s.cfg.Limits.LoginTimeout)
+	case isBenign(err):
+		return
+	}
+	s.log.Info("client startup failed", zap.Stringer("client", remote), zap.Error(err))
+}
