@@ -1,0 +1,32 @@
+// Package proxy is pgcloak's PostgreSQL wire-protocol relay.
+//
+// Every client connection gets its own upstream connection (session
+// pooling is PostgreSQL's or PgBouncer's job, not ours), so BackendKeyData,
+// backend PIDs, session state and cancel keys are PostgreSQL's own and behave
+// exactly as without pgcloak.
+//
+//	client                        pgcloak                           PostgreSQL
+//	  │ SSLRequest ─────────────────▶│ 'S' + TLS (cert set) or 'N'
+//	  │ GSSENCRequest ──────────────▶│ 'N' (once)
+//	  │ CancelRequest ──────────────▶│── key known? ── CancelRequest ───▶│
+//	  │ StartupMessage ─────────────▶│── dial, SSLRequest per sslmode ──▶│
+//	  │                              │── StartupMessage (untouched) ────▶│
+//	  │◀──────────── Authentication* (SCRAM-SHA-256-PLUS removed) ───────│
+//	  │ PasswordMessage/SASL* ──────────────────────────────────────────▶│
+//	  │◀──── AuthenticationOk, ParameterStatus*, BackendKeyData, ReadyForQuery
+//	  │                              │
+//	  │ ════ relay: clientLoop (client→server), serverLoop (server→client) ════
+//
+// Framing (frame.go): one reader goroutine per direction reads whole
+// messages from a 32 KiB buffer and forwards the raw frames; a message larger
+// than the buffer is streamed in chunks, so memory per connection is flat
+// whatever the result or COPY size. Output is flushed before any read that
+// may block and on ReadyForQuery: pipelined traffic is batched into few
+// syscalls and nothing is held back while we wait. Passthrough allocates
+// nothing per message.
+//
+// Errors pgcloak raises itself reach the client as an ErrorResponse with
+// PostgreSQL's SQLSTATE for the condition and a message prefixed "pgcloak:".
+// When either leg goes away both are closed; a client that vanishes with a
+// query in flight has that query cancelled upstream.
+package proxy
