@@ -30,6 +30,11 @@ type Config struct {
 	TLS *TLS `yaml:"tls"`
 	// Limits bounds what a client may cost.
 	Limits Limits `yaml:"limits"`
+	// Tables names the protected columns: "schema.table" → column → rule.
+	Tables map[string]map[string]Column `yaml:"tables"`
+	// Shadow, when true, logs statements pgcloak would refuse instead of
+	// refusing them. For roll-outs only: it lets plaintext through.
+	Shadow bool `yaml:"shadow"`
 }
 
 // TLS is the client-leg TLS configuration. After Load or Parse, relative paths

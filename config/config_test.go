@@ -63,6 +63,9 @@ func writeTLS(t *testing.T, dir string) {
 	}
 }
 
+// topLevelKeys lists the top-level keys as errors name them.
+const topLevelKeys = "listen, upstream, metrics_listen, tls, limits, tables, shadow"
+
 // TestParseErrors checks every kind of mistake: each want line is
 // "LINE: KEY: message" after the file name, DIR stands for the file's
 // directory, and the error must hold exactly these lines in this order.
@@ -95,7 +98,7 @@ func TestParseErrors(t *testing.T) {
 
 		// Unknown keys and wrong types.
 		{"unknown top-level key", up + "lisen: 127.0.0.1:1\n", []string{
-			`2: lisen: unknown key; did you mean "listen"? known keys: listen, upstream, metrics_listen, tls, limits`}},
+			`2: lisen: unknown key; did you mean "listen"? known keys: ` + topLevelKeys}},
 		{"unknown nested key", up + "limits:\n  max_conections: 5\n", []string{
 			`3: limits.max_conections: unknown key; known keys: max_client_connections, login_timeout, max_message_bytes`}},
 		{"nested key one typo away", up + "limits:\n  max_client_conections: 5\n", []string{
@@ -199,7 +202,7 @@ func TestParseErrors(t *testing.T) {
 			`1: upstream: required: the PostgreSQL server to proxy to; write e.g. upstream: "host=127.0.0.1 port=5432 sslmode=prefer"`,
 			`3: limits.max_client_connections: must be at least 1, got -1; the default is 1000`,
 			`4: limits.login_timeout: invalid duration "forever"; write e.g. 10s, 1m30s, 500ms or 2min`,
-			`5: extra: unknown key; known keys: listen, upstream, metrics_listen, tls, limits`}},
+			`5: extra: unknown key; known keys: ` + topLevelKeys}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

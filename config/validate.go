@@ -24,6 +24,7 @@ var checks = []func(*loader, *Config){
 	checkUpstream,
 	checkTLS,
 	checkLimits,
+	checkTables,
 }
 
 func checkListen(l *loader, c *Config) {
