@@ -1,0 +1,34 @@
+# pgcloak — the two commands of the README are `make demo` and `make test`.
+GO      ?= go
+BIN     := bin/pgcloak
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/pgcloak/pgcloak/cmd.Version=$(VERSION)
+
+.PHONY: build demo test vault bench fmt vet
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
+
+# A throwaway PostgreSQL (+ dev Vault once keys land), pgcloak in front of it,
+# and a scripted psql session through it.
+demo: build
+	./$(BIN) demo
+
+# Vault v1.13.0 dev server for the integration tests (built once into the
+# cache dir; about six minutes the first time).
+vault:
+	./tools/buildvault.sh
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
+
+# Unit tests, fuzz seed corpora and the integration tests against real
+# PostgreSQL and Vault processes.
+test: vault vet
+	$(GO) test -count=1 -timeout 50m ./...
+
+# Throughput: pgbench -S against direct PostgreSQL, PgBouncer and pgcloak.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./proxy/ ./crypto/...
+	$(GO) run ./bench/pgbench
