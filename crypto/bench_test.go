@@ -1,0 +1,111 @@
+package crypto
+
+// Last results, 2026-11-28, `go test -run '^$' -bench . -benchmem -count 5 ./crypto/`
+// on the 2-core dev VM (Intel Xeon, AES-NI, linux/amd64, Go 1.26.8), median of
+// 5, taken while the machine was otherwise quiet (wall ns/op = cpu-ns/op).
+// Encrypt/Decrypt append into a buffer with room (as the proxy does).
+//
+//	                       randomized (AES-256-GCM)      deterministic (AES-SIV)
+//	size    op             ns/op   allocs               ns/op   allocs
+//	16 B    Encrypt          168        0                  86        0
+//	16 B    Decrypt          109        0                 109        0
+//	64 B    Encrypt          200        0                 238        0
+//	64 B    Decrypt          132        0                 259        0
+//	256 B   Encrypt          209        0                 657        1 (cipher.NewCTR, 512 B)
+//	256 B   Decrypt          148        0                 740        1
+//	4 KiB   Encrypt         1096        0                7157        1
+//	4 KiB   Decrypt          931        0                7698        1
+//	64 B    Encrypt, nil dst 357        1 (the output)    311        1
+//
+// Randomized Encrypt includes ~70 ns of crypto/rand for the nonce. AES-SIV is
+// bound by CMAC, one serial AES call (~26 ns through crypto/aes) per block;
+// the per-column S2V cache leaves only the plaintext's blocks for 64 B.
+// For comparison, Tink v2.9.0 daead/subtle.AESSIV took 0.8-1.5 µs and 7
+// allocations (1.2 KB) per 64-byte operation on the same machine.
+//
+// On a busy machine compare cpu-ns/op (process CPU time per op), which leaves
+// out time spent waiting for a core.
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+var benchSizes = []int{16, 64, 256, 4096}
+
+func benchSetup(b *testing.B) (*Keyring, ColumnID) {
+	kr := NewKeyring("pii")
+	if err := kr.Add(1, NewDEK()); err != nil {
+		b.Fatal(err)
+	}
+	col, _ := NewColumnID("public", "customers", "email")
+	return kr, col
+}
+
+// reportCPU adds cpu-ns/op: process CPU time since start per iteration.
+func reportCPU(b *testing.B, start time.Duration) {
+	if b.N > 0 {
+		b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
+	}
+}
+
+// BenchmarkEncrypt appends into a buffer with room, as the proxy does with its
+// pooled row buffers.
+func BenchmarkEncrypt(b *testing.B) {
+	kr, col := benchSetup(b)
+	for _, mode := range modes {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("%v/%d", mode, n), func(b *testing.B) {
+				pt := make([]byte, n)
+				dst := make([]byte, 0, n+mode.Overhead())
+				b.ReportAllocs()
+				b.SetBytes(int64(n))
+				cpu := processCPU()
+				for b.Loop() {
+					if _, err := kr.Encrypt(dst, pt, col, mode); err != nil {
+						b.Fatal(err)
+					}
+				}
+				reportCPU(b, cpu)
+			})
+		}
+	}
+}
+
+func BenchmarkDecrypt(b *testing.B) {
+	kr, col := benchSetup(b)
+	for _, mode := range modes {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("%v/%d", mode, n), func(b *testing.B) {
+				v, _ := kr.Encrypt(nil, make([]byte, n), col, mode)
+				dst := make([]byte, 0, n)
+				b.ReportAllocs()
+				b.SetBytes(int64(n))
+				cpu := processCPU()
+				for b.Loop() {
+					if _, err := kr.Decrypt(dst, v, col); err != nil {
+						b.Fatal(err)
+					}
+				}
+				reportCPU(b, cpu)
+			})
+		}
+	}
+}
+
+// BenchmarkEncryptNilDst shows the cost when the caller has no buffer: one
+// allocation, the output.
+func BenchmarkEncryptNilDst(b *testing.B) {
+	kr, col := benchSetup(b)
+	pt := make([]byte, 64)
+	for _, mode := range modes {
+		b.Run(mode.String()+"/64", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(64)
+			for b.Loop() {
+				kr.Encrypt(nil, pt, col, mode)
+			}
+		})
+	}
+}

@@ -1,0 +1,6 @@
+//go:build race
+
+package crypto
+
+// raceEnabled: the race detector changes allocation counts, so TestAllocs skips.
+const raceEnabled = true
