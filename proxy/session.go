@@ -178,6 +178,11 @@ func (ss *session) authenticate(clientTLS bool) (ready bool, err error) {
 		if ctyp != 'p' {
 			return false, &protocolError{"expected a password or SASL response during authentication"}
 		}
+		if saslStarted := typ == 'R' && binary.BigEndian.Uint32(msg[headerLen:]) == authSASL; saslStarted && clientTLS && ss.target.tls != nil && ss.fromClient.fits(cn) {
+			if err := ss.checkChannelBinding(cn); err != nil {
+				return false, err
+			}
+		}
 		if err := ss.fromClient.forward(ss.toServer, cn); err != nil {
 			return false, err
 		}
@@ -185,6 +190,33 @@ func (ss *session) authenticate(clientTLS bool) (ready bool, err error) {
 			return false, err
 		}
 	}
+}
+
+// errChannelBinding ends a login that PostgreSQL would refuse with a
+// confusing message: see checkChannelBinding.
+var errChannelBinding = errors.New("channel binding refused")
+
+// checkChannelBinding looks at the client's SASLInitialResponse (header read,
+// body length n). A client on a TLS leg that supports channel binding but was
+// not offered it sends the GS2 flag 'y'; PostgreSQL, itself on TLS, takes that
+// as a downgrade attack and refuses. pgcloak cannot change the flag (the
+// SCRAM proof covers it), so it says what to do instead.
+func (ss *session) checkChannelBinding(n int) error {
+	r := ss.fromClient
+	if err := r.ensure(headerLen + n); err != nil {
+		return err
+	}
+	body := r.buf[r.r+headerLen : r.r+headerLen+n]
+	_, rest, ok := bytes.Cut(body, []byte{0}) // mechanism name
+	if !ok || len(rest) < 5 || rest[4] != 'y' {
+		return nil
+	}
+	_, _ = ss.toClient.Write(fatal(codeInvalidAuthorization,
+		"SCRAM channel binding cannot pass through pgcloak while it reaches PostgreSQL over TLS: "+
+			"set channel_binding=disable in the client's connection settings (the client-to-pgcloak and "+
+			"pgcloak-to-PostgreSQL legs are each still protected by TLS)"))
+	_ = ss.toClient.Flush()
+	return errChannelBinding
 }
 
 // withoutChannelBinding rewrites an AuthenticationSASL message so it no longer
@@ -217,6 +249,7 @@ func (ss *session) relay() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer ss.fromServer.report() // each reader is owned by its loop
 		err := ss.serverLoop()
 		if !isBenign(err) {
 			ss.log.Info("server leg ended", zap.Error(err))
@@ -233,6 +266,7 @@ func (ss *session) relay() {
 		// writes). Cancel it the way the client could have.
 		ss.srv.forwardCancel(ss.target, ss.cancelKey)
 	}
+	ss.fromClient.report()
 	ss.close()
 	<-done
 }
@@ -240,8 +274,6 @@ func (ss *session) relay() {
 // close closes both legs once.
 func (ss *session) close() {
 	ss.closeOnce.Do(func() {
-		ss.fromClient.report()
-		ss.fromServer.report()
 		ss.client.Close()
 		ss.server.Close()
 	})

@@ -1,0 +1,16 @@
+// Package integration holds pgcloak's end-to-end tests: real clients (psql,
+// pgx v5, lib/pq) talk to real PostgreSQL processes through a pgcloak that
+// runs in the test process, and every test states what a client observes.
+//
+// The servers come from package harness. Tests share one plain cluster (and
+// one TLS cluster) per `go test` run, started on first use and stopped by
+// TestMain; a test that needs special server settings starts its own. Each
+// test starts its own pgcloak with startProxy, configured for the case.
+//
+// Nothing is skipped: a missing binary (psql, postgres) fails the test with
+// the command that installs it.
+//
+// Run them with
+//
+//	go test ./integration/
+package integration
