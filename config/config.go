@@ -24,12 +24,25 @@ type Config struct {
 	// Upstream is the PostgreSQL server in libpq keyword/value or URL form.
 	// User, database and password come from each client, never from here.
 	Upstream string `yaml:"upstream"`
+	// AdminDSN is pgcloak's own connection to the protected database (a full
+	// libpq string with user and dbname), for the pgcloak.keys table and the
+	// catalog. Required with keys or tables.
+	AdminDSN string `yaml:"admin_dsn"`
 	// MetricsListen serves Prometheus /metrics, /healthz and /readyz. Optional.
 	MetricsListen string `yaml:"metrics_listen"`
 	// TLS terminates TLS on the client leg. Optional.
 	TLS *TLS `yaml:"tls"`
 	// Limits bounds what a client may cost.
 	Limits Limits `yaml:"limits"`
+	// KMS holds the key-encryption keys (Vault Transit, or a local file
+	// for development). Required with keys.
+	KMS *KMS `yaml:"kms"`
+	// Keys names the keyrings: name → the KEK that wraps its data keys.
+	Keys map[string]Key `yaml:"keys"`
+	// KeyRefresh is how often a running instance looks for new key
+	// versions: a rotation reaches every instance within this time plus one
+	// refresh (usually within a second, through LISTEN/NOTIFY).
+	KeyRefresh time.Duration `yaml:"key_refresh"`
 	// Tables names the protected columns: "schema.table" → column → rule.
 	Tables map[string]map[string]Column `yaml:"tables"`
 	// Shadow, when true, logs statements pgcloak would refuse instead of
@@ -73,6 +86,7 @@ func Default() *Config {
 			LoginTimeout:         10 * time.Second,
 			MaxMessageBytes:      1 << 30,
 		},
+		KeyRefresh: DefaultKeyRefresh,
 	}
 }
 

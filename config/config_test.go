@@ -64,7 +64,7 @@ func writeTLS(t *testing.T, dir string) {
 }
 
 // topLevelKeys lists the top-level keys as errors name them.
-const topLevelKeys = "listen, upstream, metrics_listen, tls, limits, tables, shadow"
+const topLevelKeys = "listen, upstream, admin_dsn, metrics_listen, tls, limits, kms, keys, key_refresh, tables, shadow"
 
 // TestParseErrors checks every kind of mistake: each want line is
 // "LINE: KEY: message" after the file name, DIR stands for the file's
@@ -236,9 +236,10 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		Listen:   "127.0.0.1:6432",
-		Upstream: "host=127.0.0.1",
-		Limits:   Limits{MaxClientConnections: 1000, LoginTimeout: 10 * time.Second, MaxMessageBytes: 1 << 30},
+		Listen:     "127.0.0.1:6432",
+		Upstream:   "host=127.0.0.1",
+		Limits:     Limits{MaxClientConnections: 1000, LoginTimeout: 10 * time.Second, MaxMessageBytes: 1 << 30},
+		KeyRefresh: 30 * time.Second,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v, want %+v", cfg, want)
@@ -272,7 +273,15 @@ func TestExampleRoundTrip(t *testing.T) {
 			KeyFile:      filepath.Join(dir, "server.key"),
 			ClientCAFile: filepath.Join(dir, "ca.crt"),
 		},
-		Limits: Limits{MaxClientConnections: 1000, LoginTimeout: 10 * time.Second, MaxMessageBytes: 1 << 30},
+		Limits:   Limits{MaxClientConnections: 1000, LoginTimeout: 10 * time.Second, MaxMessageBytes: 1 << 30},
+		AdminDSN: "host=127.0.0.1 port=5432 user=pgcloak dbname=app",
+		KMS: &KMS{Vault: &Vault{
+			Address:      "http://127.0.0.1:8200",
+			TransitMount: "transit",
+			Auth:         VaultAuth{Method: AuthToken},
+		}},
+		Keys:       map[string]Key{"pii": {TransitKey: "pgcloak-pii"}},
+		KeyRefresh: 30 * time.Second,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v\nwant %+v", cfg, want)

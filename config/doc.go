@@ -43,9 +43,37 @@
 //   - limits.max_message_bytes (default 1GB, from 64kB to 1GB): largest
 //     protocol message accepted from either side. PostgreSQL itself limits a
 //     single field to 1GB.
+//   - admin_dsn (required with keys or tables): pgcloak's own connection to
+//     the protected database, a full libpq string or URL with user and dbname
+//     ("host=10.0.0.5 port=5432 user=pgcloak dbname=app"); the password may
+//     come from PGPASSWORD or ~/.pgpass. It holds the pgcloak.keys table.
+//   - kms (required with keys or tables): exactly one of kms.vault or
+//     kms.local.
+//   - kms.vault.address (default: VAULT_ADDR, which must then be set): Vault's
+//     http:// or https:// URL.
+//   - kms.vault.transit_mount (default transit): the Transit engine's path.
+//   - kms.vault.namespace (default: VAULT_NAMESPACE): Vault Enterprise
+//     namespace.
+//   - kms.vault.ca_cert (default: VAULT_CACERT): PEM CA file that verifies
+//     Vault's certificate.
+//   - kms.vault.auth.method (default token): token (VAULT_TOKEN, or
+//     token_file, re-read at each login), approle (role_id, secret_id_file,
+//     mount default approle) or kubernetes (role, jwt_file default
+//     /var/run/secrets/kubernetes.io/serviceaccount/token, mount default
+//     kubernetes). A field of another method is an error.
+//   - kms.local.key_file: development only: a 256-bit master key file (64
+//     hex digits) beside the data; `pgcloak keys init` creates it.
+//   - keys (required with tables): keyring name → {transit_key: NAME}, the
+//     Vault Transit key that wraps the keyring's data keys (required with
+//     kms.vault). Names are 1 to 63 letters, digits, '_', '-' or '.'.
+//   - key_refresh (default 30s, from 100ms to 1h): how often running
+//     instances look for new key versions. After `pgcloak keys rotate`, every
+//     instance encrypts with the new version within key_refresh plus one
+//     refresh (usually within a second, through LISTEN/NOTIFY).
+//   - tables.SCHEMA.TABLE.COLUMN.key must name an entry of keys.
 //
-// Relative tls paths start at the config file's directory; after Load they
-// are stored resolved.
+// Relative tls and kms file paths start at the config file's directory;
+// after Load they are stored resolved.
 //
 // Sizes are a number of bytes or a number with a unit: kB, MB, GB, TB (as in
 // postgresql.conf, 1kB = 1024 bytes; units are case-insensitive), or KiB,

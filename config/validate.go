@@ -25,6 +25,7 @@ var checks = []func(*loader, *Config){
 	checkTLS,
 	checkLimits,
 	checkTables,
+	checkKeys,
 }
 
 func checkListen(l *loader, c *Config) {
