@@ -1,0 +1,176 @@
+package sqlplan
+
+// Mode is how a protected column is encrypted; it decides what SQL can do
+// with the column.
+type Mode uint8
+
+const (
+	// Randomized columns (AES-GCM, a fresh nonce per value) can be stored,
+	// read and tested for NULL. Equal plaintexts have different ciphertexts,
+	// so no comparison, grouping or ordering works on them.
+	Randomized Mode = iota
+	// Deterministic columns (AES-SIV) encrypt equal plaintexts of the same
+	// column to equal ciphertexts, so equality, IN, GROUP BY, DISTINCT and
+	// equi-joins work. Order does not survive encryption.
+	Deterministic
+)
+
+func (m Mode) String() string {
+	if m == Deterministic {
+		return "deterministic"
+	}
+	return "randomized"
+}
+
+// Column identifies a protected column. The Catalog owns Column values and
+// hands out the same pointer for the same column, so callers may key their own
+// per-column data (type, keyring) by *Column.
+type Column struct {
+	Schema, Table, Name string
+	Mode                Mode
+}
+
+// String returns "schema.table.column".
+func (c *Column) String() string { return c.Schema + "." + c.Table + "." + c.Name }
+
+// same reports whether a and b are the same column. Ciphertext is bound to
+// its column (the associated data is schema.table.column), so this is the
+// test for "may this ciphertext go there".
+func same(a, b *Column) bool {
+	return a == b || (a != nil && b != nil && a.Schema == b.Schema && a.Table == b.Table && a.Name == b.Name)
+}
+
+// Catalog is what pgcloak knows about the database. The session implements it
+// from the configuration checked against the live catalog. Analyze calls it
+// from the session's goroutine only; ProtectedNames is called on every
+// Analyze, so it should return a slice it keeps, not build one.
+type Catalog interface {
+	// Protected returns the protected columns of schema.table by column name
+	// (exact, case-sensitive as stored in pg_attribute), or nil if none.
+	Protected(schema, table string) map[string]*Column
+	// Columns returns every column name of schema.table in attnum order,
+	// dropped columns left out, or nil if unknown. INSERT without a column
+	// list into a protected table needs it.
+	Columns(schema, table string) []string
+	// Resolve returns the schema an unqualified relation name refers to under
+	// searchPath, following PostgreSQL (pg_temp first when present, then
+	// pg_catalog unless listed, then the path; "$user" expands to the session
+	// user). ok is false when no schema on the path holds such a relation.
+	Resolve(name string, searchPath []string) (schema string, ok bool)
+	// ProtectedNames lists the relation names (without schema) of all tables
+	// with protected columns. A statement whose text mentions none of them
+	// is not parsed at all.
+	ProtectedNames() []string
+}
+
+// Analysis is the plan for one SQL text (a simple Query may hold several
+// statements; a Parse message holds one). Analyze returns a nil *Analysis
+// when there is nothing to do: forward the text unchanged.
+type Analysis struct {
+	// Statements holds one entry per statement of the text, in order.
+	// Process them in order: a PREPARE may be EXECUTEd later in the same text.
+	Statements []Statement
+}
+
+// Statement is the plan for one statement.
+type Statement struct {
+	// Kind is the statement's command: SELECT, INSERT, UPDATE, DELETE,
+	// MERGE, EXPLAIN, DECLARE, PREPARE, EXECUTE, DEALLOCATE, SET (also
+	// RESET), DISCARD, COPY, CREATE VIEW, CREATE MATERIALIZED VIEW,
+	// CREATE TABLE AS, or OTHER.
+	Kind string
+
+	// Edits are the literals to encrypt, sorted by Start, with byte offsets
+	// into the whole SQL text given to Analyze.
+	Edits []Edit
+	// Params maps $n (1-based) to the protected column whose plaintext the
+	// parameter carries; the session encrypts those Bind values. Nil when no
+	// parameter is protected.
+	Params map[int]*Column
+	// Joins lists pairs of distinct deterministic columns that the statement
+	// compares with each other (JOIN … ON a.x = b.y, USING, WHERE, IN). They
+	// compare correctly only if both columns share a key: the session must
+	// refuse the statement unless each pair is in the same search_group.
+	Joins [][2]*Column
+
+	// SearchPath is the new search_path (one schema name per element, as the
+	// server reads them) after SET search_path / SET SCHEMA /
+	// set_config('search_path', …); nil otherwise.
+	SearchPath []string
+	// ResetSearchPath is set by RESET search_path, SET search_path TO
+	// DEFAULT, RESET ALL and DISCARD ALL: search_path returns to the
+	// session's default (the startup value, else the role's or server's).
+	ResetSearchPath bool
+	// SearchPathLocal marks SET LOCAL and set_config(…, true): the change
+	// lasts until the end of the current transaction.
+	SearchPathLocal bool
+
+	// Prepare is set for PREPARE name [(types)] AS statement.
+	Prepare *Prepare
+	// Execute is set for EXECUTE name(args), also under EXPLAIN and
+	// CREATE TABLE AS.
+	Execute *Execute
+	// Deallocate is set for DEALLOCATE name / ALL and DISCARD ALL.
+	Deallocate *Deallocate
+}
+
+// Edit is a literal that must be replaced by its ciphertext.
+type Edit struct {
+	// Start and End delimit the literal in the SQL text: sql[Start:End].
+	// The range covers the whole literal expression, including a sign, a
+	// cast ('x'::text, CAST('x' AS text), DATE '2024-01-01') and parentheses
+	// inside the cast, so that replacing it with '\x…'::bytea leaves valid
+	// SQL of the right type. A string literal may touch the next token
+	// (CASE ssn WHEN'x'THEN …): when SpaceAfter(sql, e) the replacement must
+	// be followed by a space, or "bytea" would run into it.
+	Start, End int
+	// Column is the protected column the value is for.
+	Column *Column
+	// Value is the literal's value as PostgreSQL reads it: a string constant
+	// unescaped (E'', U&'', $$…$$ and adjacent-string forms), a number in
+	// PostgreSQL's reading (sign included; integers in decimal), true/false.
+	Value string
+	// Null marks a NULL literal: nothing is encrypted (NULL stays NULL).
+	// Replace the range with NULL: it may carry a cast (NULL::text) that
+	// would not match bytea.
+	Null bool
+}
+
+// SpaceAfter reports whether the replacement of e in sql must be followed by
+// a space: the next byte would otherwise continue its last word.
+func SpaceAfter(sql string, e Edit) bool { return e.End < len(sql) && identByte(sql[e.End]) }
+
+// Prepare describes PREPARE name [(types)] AS statement.
+type Prepare struct {
+	// Name is the prepared statement's name.
+	Name string
+	// Statement is the plan of the inner statement; its Params tell which
+	// EXECUTE arguments carry protected values. Literals inside the PREPARE
+	// text are in the PREPARE statement's own Edits, not here.
+	Statement *Statement
+}
+
+// Execute describes EXECUTE name(args). The session matches Args to the
+// Params of the statement stored under Name.
+type Execute struct {
+	Name string
+	Args []Arg
+}
+
+// Arg is one argument of an EXECUTE.
+type Arg struct {
+	// Literal is set when the argument is a literal (possibly signed or cast)
+	// that can be encrypted in place; Start, End, Value and Null are as in
+	// Edit and meaningful only then. Any other argument is computed by the
+	// server and cannot go to a protected parameter.
+	Literal    bool
+	Start, End int
+	Value      string
+	Null       bool
+}
+
+// Deallocate describes DEALLOCATE [PREPARE] name | ALL (DISCARD ALL too).
+type Deallocate struct {
+	Name string
+	All  bool
+}

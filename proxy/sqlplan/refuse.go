@@ -1,0 +1,68 @@
+package sqlplan
+
+// SQLSTATE codes of refusals (PostgreSQL's own codes for the condition,
+// src/backend/utils/errcodes.txt).
+const (
+	CodeFeatureNotSupported = "0A000" // feature_not_supported: the usual refusal
+	CodeSyntaxError         = "42601" // syntax_error: unparseable text naming a protected table
+	CodeInternalError       = "XX000" // internal_error: the analyzer itself failed (fail closed)
+)
+
+// Refusal is a statement pgcloak will not forward because it would store
+// plaintext in, or compare plaintext against, a protected column, or return a
+// wrong answer. The session answers it with an ErrorResponse carrying Code
+// and Error() (prefixed "pgcloak: ").
+type Refusal struct {
+	// Code is the SQLSTATE.
+	Code string
+	// Op is what cannot be done, phrased to follow "cannot": "store into",
+	// "compare", "order by", "copy" … Empty reads as "use".
+	Op string
+	// Column names what it cannot be done to: "schema.table.column",
+	// "schema.table", a bare table name, or "" when nothing more precise is
+	// known.
+	Column string
+	// Reason says why, and where possible what to do instead.
+	Reason string
+}
+
+// Error returns "cannot <op> <column>: <reason>".
+func (r *Refusal) Error() string {
+	op := r.Op
+	if op == "" {
+		op = "use"
+	}
+	if r.Column == "" {
+		return "cannot " + op + ": " + r.Reason
+	}
+	return "cannot " + op + " " + r.Column + ": " + r.Reason
+}
+
+// refuse builds the usual refusal (feature_not_supported).
+func refuse(op, what, reason string) *Refusal {
+	return &Refusal{Code: CodeFeatureNotSupported, Op: op, Column: what, Reason: reason}
+}
+
+// Reasons that recur. Each says why encryption rules the operation out.
+const (
+	whyRandomized  = "randomized encryption gives equal values different ciphertexts, so no comparison works; declare the column mode: deterministic to search it by equality"
+	whyNoOrder     = "encrypted values have no order"
+	whyOnlyEqual   = "deterministic encryption supports only =, <>, IN, IS [NOT] DISTINCT FROM and IS [NOT] NULL"
+	whyComputed    = "pgcloak encrypts only literals and parameters"
+	whyLosesColumn = "the result loses the column's identity, so pgcloak could not decrypt it"
+	whyGroups      = "randomized encryption gives equal values different ciphertexts, so the groups would be wrong; declare the column mode: deterministic"
+)
+
+// copyAllowed is the single switch that keeps COPY away from protected
+// tables until COPY support lands (issue 5): the session will then stream
+// COPY data through the row codec and this package will report the COPY's
+// table and columns instead of refusing.
+const copyAllowed = false
+
+// refuseCopy is the refusal for any COPY touching a protected table.
+func refuseCopy(table string) error {
+	if copyAllowed {
+		return nil
+	}
+	return refuse("copy", table, "COPY of protected tables is not supported yet; use INSERT and SELECT")
+}

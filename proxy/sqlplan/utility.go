@@ -1,0 +1,370 @@
+package sqlplan
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+// set plans SET / RESET: search_path is reported (and followed by the rest
+// of the text); standard_conforming_strings must stay on.
+func (a *analyzer) set(st *Statement, v *pg.VariableSetStmt) error {
+	name := strings.ToLower(v.Name) // GUC names are case-insensitive
+	switch v.Kind {
+	case pg.VariableSetKind_VAR_SET_VALUE:
+		switch name {
+		case "search_path":
+			// Each argument is one schema name, taken as written:
+			// SET search_path = 'a, b' names one schema called "a, b".
+			path := make([]string, 0, len(v.Args))
+			for _, arg := range v.Args {
+				s, ok := settingString(arg)
+				if !ok {
+					return refuse("set", "search_path", "pgcloak cannot read the new value")
+				}
+				path = append(path, s)
+			}
+			a.setPath(st, path, v.IsLocal)
+		case "standard_conforming_strings":
+			if len(v.Args) != 1 || !isOn(v.Args[0]) {
+				return refuse("set", "standard_conforming_strings", "pgcloak reads string literals with standard_conforming_strings on; turned off, it would misread them")
+			}
+		}
+	case pg.VariableSetKind_VAR_SET_DEFAULT, pg.VariableSetKind_VAR_RESET:
+		if name == "search_path" {
+			st.ResetSearchPath, st.SearchPathLocal = true, v.IsLocal
+			a.pathKnown = false
+		}
+	case pg.VariableSetKind_VAR_RESET_ALL:
+		st.ResetSearchPath = true
+		a.pathKnown = false
+	}
+	return nil
+}
+
+// setPath records a new search_path and uses it for the rest of the text.
+func (a *analyzer) setPath(st *Statement, path []string, local bool) {
+	st.SearchPath, st.SearchPathLocal = path, local
+	a.path, a.pathKnown = path, true
+}
+
+// setConfig follows set_config('search_path', 'a, "B"', is_local), which
+// takes the value as a list like postgresql.conf does.
+func (a *analyzer) setConfig(fc *pg.FuncCall) error {
+	if len(fc.Args) != 3 {
+		return nil // not the built-in; the server says so
+	}
+	name, ok := settingString(fc.Args[0])
+	if !ok {
+		return refuse("call", "set_config", "pgcloak tracks search_path and needs the setting name as a literal")
+	}
+	switch strings.ToLower(name) {
+	case "search_path":
+		value, ok1 := settingString(fc.Args[1])
+		local, ok2 := boolConst(fc.Args[2])
+		path, ok3 := splitIdentifiers(value)
+		if !ok1 || !ok2 || !ok3 {
+			return refuse("set", "search_path", "pgcloak must know the new search_path: pass literals to set_config, or use SET search_path")
+		}
+		if a.st.SearchPath != nil || a.st.ResetSearchPath {
+			return refuse("set", "search_path", "set it once per statement")
+		}
+		a.setPath(a.st, path, local)
+	case "standard_conforming_strings":
+		if !isOn(fc.Args[1]) {
+			return refuse("set", "standard_conforming_strings", "pgcloak reads string literals with standard_conforming_strings on; turned off, it would misread them")
+		}
+	}
+	return nil
+}
+
+// settingString returns a constant's text (strings, numbers), looking
+// through casts.
+func settingString(n *pg.Node) (string, bool) {
+	if tc := n.GetTypeCast(); tc != nil {
+		return settingString(tc.Arg)
+	}
+	c := n.GetAConst()
+	if c == nil || c.Isnull {
+		return "", false
+	}
+	switch v := c.Val.(type) {
+	case *pg.A_Const_Sval:
+		return v.Sval.GetSval(), true
+	case *pg.A_Const_Ival:
+		return strconv.FormatInt(int64(v.Ival.GetIval()), 10), true
+	case *pg.A_Const_Fval:
+		return v.Fval.GetFval(), true
+	case *pg.A_Const_Boolval:
+		return strconv.FormatBool(v.Boolval.GetBoolval()), true
+	}
+	return "", false
+}
+
+// boolConst reads a boolean constant as PostgreSQL's parse_bool would.
+func boolConst(n *pg.Node) (value, ok bool) {
+	s, ok := settingString(n)
+	if !ok {
+		return false, false
+	}
+	switch strings.ToLower(s) {
+	case "t", "tr", "tru", "true", "y", "ye", "yes", "on", "1":
+		return true, true
+	case "f", "fa", "fal", "fals", "false", "n", "no", "off", "of", "0":
+		return false, true
+	}
+	return false, false
+}
+
+// isOn reports whether n is a constant that reads as boolean true.
+func isOn(n *pg.Node) bool {
+	v, ok := boolConst(n)
+	return ok && v
+}
+
+// splitIdentifiers splits a list of identifiers as PostgreSQL's
+// SplitIdentifierString does for search_path: comma-separated, unquoted
+// names folded to lower case, "quoted" names taken as written ("" is a
+// quote), names truncated to NAMEDATALEN-1 bytes.
+func splitIdentifiers(s string) ([]string, bool) {
+	var out []string
+	i := 0
+	skip := func() {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+	}
+	skip()
+	if i == len(s) {
+		return []string{}, true // an empty path
+	}
+	for {
+		var name string
+		if i < len(s) && s[i] == '"' {
+			var b strings.Builder
+			i++
+			for {
+				j := strings.IndexByte(s[i:], '"')
+				if j < 0 {
+					return nil, false // unterminated
+				}
+				b.WriteString(s[i : i+j])
+				i += j + 1
+				if i < len(s) && s[i] == '"' {
+					b.WriteByte('"')
+					i++
+					continue
+				}
+				break
+			}
+			name = b.String()
+			if name == "" {
+				return nil, false
+			}
+		} else {
+			j := i
+			for j < len(s) && s[j] != ',' && !isSpace(s[j]) {
+				j++
+			}
+			if j == i {
+				return nil, false
+			}
+			b := []byte(s[i:j])
+			for k := range b {
+				b[k] = lower(b[k])
+			}
+			name, i = string(b), j
+		}
+		out = append(out, truncateName(name))
+		skip()
+		if i == len(s) {
+			return out, true
+		}
+		if s[i] != ',' {
+			return nil, false
+		}
+		i++
+		skip()
+	}
+}
+
+func isSpace(b byte) bool {
+	return b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == '\f' || b == '\v'
+}
+
+// truncateName cuts a name to 63 bytes without splitting a character, as
+// PostgreSQL does to identifiers.
+func truncateName(s string) string {
+	const max = 63
+	if len(s) <= max {
+		return s
+	}
+	n := max
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// prepare plans PREPARE name [(types)] AS statement.
+func (a *analyzer) prepare(st *Statement, p *pg.PrepareStmt, raw *pg.RawStmt) error {
+	inner := &Statement{}
+	a.begin(inner)
+	if err := a.dispatch(inner, p.Query, raw); err != nil {
+		return err
+	}
+	if err := a.finish(); err != nil {
+		return err
+	}
+	for i, t := range p.Argtypes {
+		tn := t.GetTypeName()
+		if col := inner.Params[i+1]; col != nil && !typeIs(tn, "bytea") {
+			return refuse("bind $"+strconv.Itoa(i+1)+" to", col.String(), "PREPARE declares the parameter's type, but the server must receive bytea; leave the types out")
+		}
+	}
+	// The literals of the inner statement are in the PREPARE text: they are
+	// encrypted when the PREPARE is sent.
+	a.begin(st)
+	st.Kind = "PREPARE"
+	st.Edits, inner.Edits = inner.Edits, nil
+	st.Joins, inner.Joins = inner.Joins, nil
+	st.Prepare = &Prepare{Name: p.Name, Statement: inner}
+	return nil
+}
+
+// execute plans EXECUTE name(args): each literal argument is located so the
+// session can encrypt the ones the stored statement binds to protected
+// columns.
+func (a *analyzer) execute(st *Statement, e *pg.ExecuteStmt) error {
+	ex := &Execute{Name: e.Name, Args: make([]Arg, len(e.Params))}
+	for i, p := range e.Params {
+		if isLiteral(p) && paramOf(p) == 0 {
+			if l, why := a.literal(p); why == "" {
+				ex.Args[i] = Arg{Literal: true, Start: l.start, End: l.end, Value: l.value, Null: l.null}
+				continue
+			}
+		}
+		if err := a.scalar(p, &scope{}); err != nil {
+			return err
+		}
+	}
+	st.Execute = ex
+	return nil
+}
+
+// copy refuses COPY to or from a protected table and COPY (query) TO over
+// one, until COPY support lands (see copyAllowed).
+func (a *analyzer) copy(c *pg.CopyStmt) error {
+	if c.Relation != nil {
+		r, err := a.tableRel(c.Relation, nil, false)
+		if err != nil {
+			return err
+		}
+		if len(r.cols) > 0 {
+			return refuseCopy(r.table)
+		}
+	}
+	if c.Query != nil {
+		mark := len(a.touched)
+		if _, err := a.query(c.Query, nil, keep, nil); err != nil {
+			return err
+		}
+		if len(a.touched) > mark {
+			return refuseCopy(a.touched[mark])
+		}
+	}
+	return nil
+}
+
+// view refuses views (and materialized views) over protected tables: rows
+// read through a view carry the view's OID, not the base table's, so the
+// row codec could not decrypt them; and literals compared in the definition
+// would be stored ciphertext that key rotation would leave behind.
+func (a *analyzer) view(q *pg.Node) error {
+	mark := len(a.touched)
+	if _, err := a.query(q, nil, keep, nil); err != nil {
+		return err
+	}
+	if len(a.touched) > mark {
+		return refuse("create a view over", a.touched[mark], "rows read through a view lose the base column's identity, so pgcloak could not decrypt them")
+	}
+	return nil
+}
+
+// createTableAs plans CREATE TABLE AS and CREATE MATERIALIZED VIEW.
+func (a *analyzer) createTableAs(st *Statement, c *pg.CreateTableAsStmt, raw *pg.RawStmt) error {
+	if c.Objtype == pg.ObjectType_OBJECT_MATVIEW {
+		st.Kind = "CREATE MATERIALIZED VIEW"
+		return a.view(c.Query)
+	}
+	if e := c.Query.GetExecuteStmt(); e != nil {
+		return a.execute(st, e)
+	}
+	_, err := a.query(c.Query, nil, noneRule("copy", "CREATE TABLE AS would store its ciphertext in a new table, where it does not decrypt"), nil)
+	return err
+}
+
+// serverCode refuses DO blocks, function and procedure definitions and rules
+// that mention a protected table: pgcloak cannot see inside them, so their
+// writes and comparisons would bypass encryption. The bodies are searched as
+// the server reads them (escapes resolved), besides the statement text. A
+// body that builds table names at run time (EXECUTE 'INSERT INTO ' || …) is
+// beyond any such check.
+func (a *analyzer) serverCode(raw *pg.RawStmt) error {
+	texts := []string{a.text(raw)}
+	switch v := raw.Stmt.GetNode().(type) {
+	case *pg.Node_DoStmt:
+		texts = append(texts, defStrings(v.DoStmt.Args, "as")...)
+	case *pg.Node_CreateFunctionStmt:
+		texts = append(texts, defStrings(v.CreateFunctionStmt.Options, "as")...)
+	}
+	for _, t := range texts {
+		if name := mentioned(t, a.names); name != "" {
+			return refuse("run server-side code on", name, "pgcloak cannot see inside DO blocks, function bodies or rules, so their writes and comparisons would bypass encryption")
+		}
+	}
+	return nil
+}
+
+// defStrings returns the string values of the DefElem called name (a
+// String, or a List of them as in CREATE FUNCTION … AS 'obj', 'symbol').
+func defStrings(opts []*pg.Node, name string) []string {
+	var out []string
+	for _, o := range opts {
+		d := o.GetDefElem()
+		if d == nil || d.Defname != name {
+			continue
+		}
+		if s := d.Arg.GetString_(); s != nil {
+			out = append(out, s.Sval)
+		}
+		for _, item := range d.Arg.GetList().GetItems() {
+			out = append(out, str(item))
+		}
+	}
+	return out
+}
+
+// alterTable refuses a non-NULL default on a protected column: the server
+// would store it as written, in plaintext.
+func (a *analyzer) alterTable(at *pg.AlterTableStmt) error {
+	if at.Relation == nil {
+		return nil
+	}
+	r, err := a.tableRel(at.Relation, nil, false)
+	if err != nil || len(r.cols) == 0 {
+		return err
+	}
+	for _, n := range at.Cmds {
+		c := n.GetAlterTableCmd()
+		if c == nil || c.Subtype != pg.AlterTableType_AT_ColumnDefault || c.Def == nil {
+			continue
+		}
+		if col := r.cols[c.Name]; col != nil && !c.Def.GetAConst().GetIsnull() {
+			return refuse("set a default on", col.String(), "the server would store the default as written, in plaintext; protected columns can only default to NULL")
+		}
+	}
+	return nil
+}
