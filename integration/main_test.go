@@ -15,6 +15,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	plainCluster.stop()
 	tlsCluster.stop()
+	vaultServer.stop()
 	os.Exit(code)
 }
 
@@ -77,6 +78,42 @@ func (c *sharedCluster) start(t *testing.T, start func(harness.TB) (*harness.Pos
 }
 
 func (c *sharedCluster) stop() { c.tb.runCleanups() }
+
+// sharedVaultServer is a Vault dev server shared like sharedCluster. Tests
+// that share it use Transit key names of their own.
+type sharedVaultServer struct {
+	once  sync.Once
+	tb    packageTB
+	vault *harness.Vault
+	err   string
+}
+
+var vaultServer sharedVaultServer
+
+// sharedVault returns the package's Vault dev server (transit/ mounted).
+// Tests that kill or reconfigure Vault start their own.
+func sharedVault(t *testing.T) *harness.Vault {
+	t.Helper()
+	v := &vaultServer
+	v.once.Do(func() {
+		defer func() {
+			if r := recover(); r != nil {
+				f, ok := r.(packageFatal)
+				if !ok {
+					panic(r)
+				}
+				v.err = string(f)
+			}
+		}()
+		v.vault = harness.StartVault(&v.tb, harness.VaultOptions{})
+	})
+	if v.err != "" {
+		t.Fatalf("shared Vault: %s\n%s", v.err, v.tb.logs())
+	}
+	return v.vault
+}
+
+func (v *sharedVaultServer) stop() { v.tb.runCleanups() }
 
 // packageTB is the harness.TB of servers that outlive a single test. Fatalf
 // panics with a packageFatal that sharedCluster.start turns into a failure

@@ -11,6 +11,7 @@ const (
 	codeConnectionFailure    = "08006"
 	codeCannotConnect        = "08001" // sqlclient_unable_to_establish_sqlconnection
 	codeTooManyConnections   = "53300"
+	codeCannotConnectNow     = "57P03"
 	codeFeatureNotSupported  = "0A000"
 	codeInvalidAuthorization = "28000"
 	codeAdminShutdown        = "57P01"

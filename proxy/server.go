@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -26,15 +27,22 @@ type Server struct {
 	metrics   *metrics
 	connector *connector
 	tls       *tls.Config // client leg; nil: answer SSLRequest with 'N'
-	maxBody   int
+	// protection is the encryption layer; nil: pure relay.
+	protection atomic.Pointer[Protection]
+	// notReady, when set, is why new sessions are refused (SQLSTATE 57P03):
+	// protected columns are configured but their keys are not loaded, and
+	// relaying without them would let plaintext through.
+	notReady atomic.Pointer[string]
+	maxBody  int
 
 	active atomic.Int64 // client connections open now
+	fast   fastRelays   // epoll loops of plain sessions (fastrelay_linux.go)
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
 	ln       net.Listener
-	conns    map[net.Conn]struct{} // every open client and upstream conn
-	sessions map[string]*session   // by cancel key (BackendKeyData pid+secret)
+	conns    map[io.Closer]struct{} // every open client and upstream conn (or fast-relay session)
+	sessions map[string]*session    // by cancel key (BackendKeyData pid+secret)
 	closed   bool
 }
 
@@ -42,6 +50,31 @@ type Server struct {
 type Options struct {
 	Logger   *zap.Logger           // nil: no logs
 	Registry prometheus.Registerer // nil: metrics are kept but not exported
+	// Protection, from LoadProtection, turns on column encryption. Nil:
+	// pgcloak relays without looking into queries.
+	Protection *Protection
+	// NotReady, when not empty, starts the server refusing sessions with
+	// this reason until SetReady.
+	NotReady string
+}
+
+// SetReady starts (or goes on) serving sessions with p as the encryption
+// layer (nil: plain relay).
+func (s *Server) SetReady(p *Protection) {
+	s.protection.Store(p)
+	s.notReady.Store(nil)
+}
+
+// SetNotReady refuses new sessions with reason (SQLSTATE 57P03) until
+// SetReady. Sessions already running go on.
+func (s *Server) SetNotReady(reason string) { s.notReady.Store(&reason) }
+
+// Ready reports whether sessions are served, and if not, why.
+func (s *Server) Ready() (bool, string) {
+	if r := s.notReady.Load(); r != nil {
+		return false, *r
+	}
+	return true, ""
 }
 
 // NewServer validates what the configuration needs at run time (upstream
@@ -61,8 +94,12 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 		metrics:   newMetrics(opts.Registry),
 		connector: conn,
 		maxBody:   int(cfg.Limits.MaxMessageBytes) - 4,
-		conns:     make(map[net.Conn]struct{}),
+		conns:     make(map[io.Closer]struct{}),
 		sessions:  make(map[string]*session),
+	}
+	s.protection.Store(opts.Protection)
+	if opts.NotReady != "" {
+		s.SetNotReady(opts.NotReady)
 	}
 	if cfg.TLS != nil {
 		if s.tls, err = serverTLS(cfg.TLS); err != nil {
@@ -143,7 +180,7 @@ func (s *Server) isClosed() bool {
 }
 
 // track registers an open connection so Close can end it.
-func (s *Server) track(c net.Conn) bool {
+func (s *Server) track(c io.Closer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -153,7 +190,7 @@ func (s *Server) track(c net.Conn) bool {
 	return true
 }
 
-func (s *Server) untrack(c net.Conn) {
+func (s *Server) untrack(c io.Closer) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
@@ -172,6 +209,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.fast.stop()
 	return nil
 }
 
@@ -226,6 +264,10 @@ func (s *Server) handleConn(conn net.Conn) {
 	}
 	if s.tls != nil && s.tls.ClientAuth == tls.RequireAndVerifyClientCert && !tlsDone {
 		s.reject(c, "tls_required", codeInvalidAuthorization, "TLS with a client certificate is required (tls.client_ca_file is set)")
+		return
+	}
+	if reason := s.notReady.Load(); reason != nil {
+		s.reject(c, "not_ready", codeCannotConnectNow, "not ready: "+*reason)
 		return
 	}
 	if n > int64(s.cfg.Limits.MaxClientConnections) {

@@ -40,6 +40,11 @@ type session struct {
 	toClient   *bufio.Writer
 	toServer   *bufio.Writer
 
+	// user is the user name from the startup message.
+	user string
+	// cloak is the encryption layer; nil when no columns are protected.
+	cloak *cloak
+
 	// cancelKey is BackendKeyData's process ID and secret key as sent by
 	// PostgreSQL; CancelRequests carrying it are forwarded to this session.
 	cancelKey string
@@ -71,7 +76,10 @@ func (s *Server) runSession(client net.Conn, startup []byte, p startupParams, cl
 	defer s.untrack(server)
 	_ = server.SetDeadline(s.loginDeadline(start))
 
-	ss := &session{srv: s, log: log, client: client, server: server, target: target}
+	ss := &session{srv: s, log: log, client: client, server: server, target: target, user: p.user}
+	if prot := s.protection.Load(); prot != nil {
+		ss.cloak = newCloak(prot, expandSearchPath(p.searchPath, p.searchPath == nil, p.user))
+	}
 	ss.toClient = bufio.NewWriterSize(client, writeBufSize)
 	ss.toServer = bufio.NewWriterSize(server, writeBufSize)
 	ss.fromClient = newFrameReader(client, ss.toServer, readBufSize)
@@ -96,6 +104,17 @@ func (s *Server) runSession(client net.Conn, startup []byte, p startupParams, cl
 
 	s.register(ss)
 	defer s.unregister(ss)
+	if ss.cloak == nil && !clientTLS && target.tls == nil {
+		if err, busy, ok := ss.runFast(); ok {
+			if err != nil && !isBenign(err) {
+				log.Info("session ended", zap.Error(err))
+			}
+			if err != nil && busy {
+				s.forwardCancel(ss.target, ss.cancelKey)
+			}
+			return
+		}
+	}
 	ss.relay()
 }
 
@@ -155,6 +174,10 @@ func (ss *session) authenticate(clientTLS bool) (ready bool, err error) {
 			}
 		case 'K':
 			ss.cancelKey = string(msg[headerLen:])
+		case 'S':
+			if ss.cloak != nil {
+				ss.parameterStatus(msg)
+			}
 		case 'E':
 			_, _ = ss.toClient.Write(msg)
 			return false, ss.toClient.Flush()
@@ -250,13 +273,23 @@ func (ss *session) relay() {
 	go func() {
 		defer close(done)
 		defer ss.fromServer.report() // each reader is owned by its loop
-		err := ss.serverLoop()
+		var err error
+		if ss.cloak != nil {
+			err = ss.serverLoopCloaked()
+		} else {
+			err = ss.serverLoop()
+		}
 		if !isBenign(err) {
 			ss.log.Info("server leg ended", zap.Error(err))
 		}
 		ss.close()
 	}()
-	err := ss.clientLoop()
+	var err error
+	if ss.cloak != nil {
+		err = ss.clientLoopCloaked()
+	} else {
+		err = ss.clientLoop()
+	}
 	if err != nil && !isBenign(err) {
 		ss.log.Info("client leg ended", zap.Error(err))
 	}

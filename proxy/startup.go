@@ -40,6 +40,9 @@ func readStartupPacket(conn net.Conn) ([]byte, error) {
 // (for logs and metrics). The message itself is forwarded untouched.
 type startupParams struct {
 	user, database, application string
+	// searchPath is search_path as set by the startup message (directly or
+	// in options), nil when not set.
+	searchPath []string
 }
 
 // parseStartupParams reads the name/value pairs of a StartupMessage body.
@@ -62,6 +65,12 @@ func parseStartupParams(pkt []byte) (startupParams, error) {
 			p.database = string(value)
 		case "application_name":
 			p.application = string(value)
+		case "search_path":
+			p.searchPath = splitSearchPath(string(value))
+		case "options":
+			if sp, ok := optionSearchPath(string(value)); ok {
+				p.searchPath = splitSearchPath(sp)
+			}
 		}
 		b = rest
 	}

@@ -89,6 +89,7 @@ type options struct {
 	scripts    []string
 	setup      string
 	gomaxprocs int
+	upstream   string // how the proxies reach PostgreSQL: tcp or unix
 	pgcloak    string
 	jsonPath   string
 	mdPath     string
@@ -138,6 +139,7 @@ func parseFlags() options {
 	flag.StringVar(&ratios, "ratios", "pgcloak/direct,pgcloak/pgbouncer,pgbouncer/direct", "TPS ratios to report, A/B; those naming a target not in the run are left out")
 	flag.Var(&scripts, "script", "pgbench script `FILE` to run instead of the select-only one (repeatable: one workload per script)")
 	flag.StringVar(&o.setup, "setup", "", "SQL `FILE` run once after pgbench -i")
+	flag.StringVar(&o.upstream, "upstream", "unix", "how PgBouncer and pgcloak reach PostgreSQL: unix (its socket, the usual co-located setup) or tcp (127.0.0.1)")
 	flag.IntVar(&o.gomaxprocs, "gomaxprocs", 1, "GOMAXPROCS of the pgcloak process (0: Go's default, one per CPU)")
 	flag.StringVar(&o.pgcloak, "pgcloak", "", "pgcloak `binary` to run (default: go build this checkout)")
 	flag.StringVar(&o.jsonPath, "json", "", "write the results as JSON to `FILE`")
@@ -294,7 +296,10 @@ func run(ctx context.Context, o options, e *env) (err error) {
 // named by -targets, each checked with a query. It records the versions of
 // what runs in versions.
 func startTargets(ctx context.Context, o options, e *env, versions map[string]string) ([]target, error) {
-	s := &servers{env: e, pgcloakBin: o.pgcloak, gomaxprocs: o.gomaxprocs, clients: o.clients}
+	if o.upstream != "unix" && o.upstream != "tcp" {
+		usageError("-upstream must be unix or tcp")
+	}
+	s := &servers{env: e, pgcloakBin: o.pgcloak, gomaxprocs: o.gomaxprocs, clients: o.clients, unix: o.upstream == "unix"}
 	if slices.Contains(o.targets, "pgcloak") {
 		if s.pgcloakBin == "" {
 			var err error

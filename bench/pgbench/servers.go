@@ -68,6 +68,16 @@ type servers struct {
 	pgcloakBin string
 	gomaxprocs int // of pgcloak; 0: Go's default
 	clients    int
+	unix       bool // proxies reach PostgreSQL over its Unix socket
+}
+
+// upstreamHost is the host both proxies connect to: PostgreSQL's socket
+// directory, or its TCP address.
+func (s *servers) upstreamHost() string {
+	if s.unix {
+		return s.pg.SocketDir
+	}
+	return s.pg.Host
 }
 
 // startPgBouncer runs PgBouncer in session mode in the foreground, as a
@@ -78,7 +88,7 @@ func (s *servers) startPgBouncer(ctx context.Context) (int, error) {
 	port := harness.FreePort(s.env)
 	auth := filepath.Join(dir, "userlist.txt")
 	ini := fmt.Sprintf(`[databases]
-* = host=127.0.0.1 port=%d
+* = host=%s port=%d
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -92,7 +102,7 @@ default_pool_size = %d
 ignore_startup_parameters = extra_float_digits
 log_connections = 0
 log_disconnections = 0
-`, s.pg.Port, port, auth, 4*s.clients+100, s.clients+10)
+`, s.upstreamHost(), s.pg.Port, port, auth, 4*s.clients+100, s.clients+10)
 	if err := os.WriteFile(auth, []byte(strconv.Quote(benchUser)+` ""`+"\n"), 0o644); err != nil {
 		return 0, err
 	}
@@ -114,8 +124,8 @@ log_disconnections = 0
 func (s *servers) startPgcloak(ctx context.Context, name, extraYAML string) (int, error) {
 	port := harness.FreePort(s.env)
 	conf := filepath.Join(s.env.TempDir(), "pgcloak.yaml")
-	yaml := fmt.Sprintf("listen: 127.0.0.1:%d\nupstream: \"host=127.0.0.1 port=%d sslmode=disable\"\nlimits:\n  max_client_connections: %d\n%s",
-		port, s.pg.Port, 4*s.clients+100, extraYAML)
+	yaml := fmt.Sprintf("listen: 127.0.0.1:%d\nupstream: \"host=%s port=%d sslmode=disable\"\nlimits:\n  max_client_connections: %d\n%s",
+		port, s.upstreamHost(), s.pg.Port, 4*s.clients+100, extraYAML)
 	if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
 		return 0, err
 	}

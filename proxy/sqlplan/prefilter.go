@@ -173,3 +173,9 @@ func indexFold(s, sub string) int {
 	}
 	return -1
 }
+
+// MayMatter reports whether Analyze could do anything with sql: whether it
+// mentions a protected table or changes session state the analysis depends
+// on. When false, Analyze returns nil, nil. Callers that cache analyses use
+// it to skip the cache for the great majority of statements.
+func MayMatter(sql string, cat Catalog) bool { return mayMatter(sql, cat.ProtectedNames()) }

@@ -1,0 +1,589 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+	"slices"
+
+	"github.com/pgcloak/pgcloak/proxy/sqlplan"
+)
+
+// refusedSQL replaces a refused statement: it cannot parse, so PostgreSQL
+// answers with an error (which pgcloak rewrites) and aborts the transaction
+// as it would have for the refused statement. It carries nothing of the
+// original.
+const refusedSQL = "pgcloak refused this statement"
+
+// refusedStmt is a statement name no client can have prepared (it holds a
+// NUL-free control character), so a Bind to it fails.
+const refusedStmt = "\x01pgcloak refused"
+
+// clientLoopCloaked relays client messages to the server, applying the
+// encryption layer to the messages that can carry protected values.
+func (ss *session) clientLoopCloaked() error {
+	r := ss.fromClient
+	c := ss.cloak
+	for {
+		typ, n, err := r.header(ss.srv.maxBody)
+		if err != nil {
+			ss.reportClientError(err)
+			return err
+		}
+		switch typ {
+		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'F':
+		case 'X':
+			if err := r.forward(ss.toServer, n); err != nil {
+				return err
+			}
+			_ = ss.toServer.Flush()
+			return nil
+		default:
+			// CopyData, CopyDone, CopyFail, Flush, password messages:
+			// nothing to track or transform.
+			if err := r.forward(ss.toServer, n); err != nil {
+				return err
+			}
+			continue
+		}
+		ss.busy.Store(true)
+		var m []byte
+		if r.fits(n) {
+			m, err = r.message(n)
+		} else {
+			m, err = r.largeMessage(c.clientScratch[:0], n)
+			c.clientScratch = m
+		}
+		if err != nil {
+			return err
+		}
+		if err := ss.clientMessage(typ, m); err != nil {
+			return err
+		}
+		if cap(c.clientScratch) > 1<<20 {
+			c.clientScratch = nil // do not keep a huge message's buffer
+		}
+	}
+}
+
+// clientMessage handles one whole client message m (header included).
+func (ss *session) clientMessage(typ byte, m []byte) error {
+	c := ss.cloak
+	body := m[headerLen:]
+	switch typ {
+	case 'Q':
+		return ss.query(m)
+	case 'P':
+		return ss.parse(m)
+	case 'B':
+		return ss.bind(m)
+	case 'D':
+		if len(body) < 2 {
+			return &protocolError{"invalid Describe message"}
+		}
+		name := cstring(body[1:])
+		c.mu.Lock()
+		if body[0] == 'S' {
+			st := c.stmts[name]
+			if st != nil {
+				st.describeRequested = true
+			}
+			c.q.push(pending{kind: pDescribeStmt, stmt: st})
+		} else {
+			po := c.portals[name]
+			if po != nil {
+				po.describeRequested = true
+			}
+			c.q.push(pending{kind: pDescribePortal, portal: po})
+		}
+		c.mu.Unlock()
+	case 'E':
+		name := cstring(body)
+		c.mu.Lock()
+		po := c.portals[name]
+		if po != nil && !po.describeRequested && (po.stmt == nil || !po.stmt.describeRequested) {
+			// The client never asked what the rows look like, but pgcloak
+			// must know to decrypt them: ask, and keep the answer.
+			po.describeRequested = true
+			c.q.push(pending{kind: pDescribePortal, portal: po, swallow: true})
+			c.mu.Unlock()
+			if _, err := ss.toServer.Write(describePortal(c.inject(), name)); err != nil {
+				return err
+			}
+			c.mu.Lock()
+		}
+		c.q.push(pending{kind: pExecute, portal: po})
+		c.mu.Unlock()
+	case 'C':
+		if len(body) < 2 {
+			return &protocolError{"invalid Close message"}
+		}
+		name := cstring(body[1:])
+		c.mu.Lock()
+		if body[0] == 'S' {
+			delete(c.stmts, name)
+		} else {
+			delete(c.portals, name)
+		}
+		c.q.push(pending{kind: pClose})
+		c.mu.Unlock()
+	case 'S':
+		c.mu.Lock()
+		c.q.push(pending{kind: pSync})
+		c.mu.Unlock()
+	case 'F':
+		c.mu.Lock()
+		c.q.push(pending{kind: pSimple})
+		c.mu.Unlock()
+	}
+	_, err := ss.toServer.Write(m)
+	return err
+}
+
+// inject returns the (emptied) buffer for a message pgcloak writes itself.
+func (c *cloak) inject() []byte { return c.injectScratch[:0] }
+
+func describePortal(dst []byte, name string) []byte {
+	dst = append(dst, 'D', 0, 0, 0, 0, 'P')
+	dst = append(dst, name...)
+	dst = append(dst, 0)
+	binary.BigEndian.PutUint32(dst[1:], uint32(len(dst)-1))
+	return dst
+}
+
+// cstring returns the NUL-terminated string at the start of b.
+func cstring(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
+
+// analyze runs the SQL analyzer with the session's search_path, through the
+// server-wide cache.
+func (ss *session) analyze(sql string) (*sqlplan.Analysis, error) {
+	c := ss.cloak
+	if !sqlplan.MayMatter(sql, c.p) {
+		return nil, nil
+	}
+	if len(sql) > planCacheMaxSQL {
+		return sqlplan.Analyze(sql, c.p, c.searchPath)
+	}
+	key := c.pathKey + sql
+	if e, ok := c.p.plans.get(key); ok {
+		return e.a, e.err
+	}
+	a, err := sqlplan.Analyze(sql, c.p, c.searchPath)
+	c.p.plans.put(key, planEntry{a, err})
+	return a, err
+}
+
+// refuse decides what happens to a statement the analyzer refused: in shadow
+// mode it is logged and let through; otherwise the error is returned.
+func (ss *session) refuse(err error) error {
+	if ss.cloak.p.shadow {
+		ss.log.Warn("shadow mode: letting through a statement pgcloak would refuse", zap.Error(err))
+		return nil
+	}
+	return err
+}
+
+// query handles a simple-protocol Query.
+func (ss *session) query(m []byte) error {
+	c := ss.cloak
+	sql := cstring(m[headerLen:])
+	a, err := ss.analyze(sql)
+	var out []byte
+	if err == nil {
+		out, err = ss.rewriteSQL(sql, a)
+	}
+	if err != nil {
+		if err = ss.refuse(err); err != nil {
+			c.mu.Lock()
+			c.q.push(pending{kind: pSimple, refusal: err})
+			c.mu.Unlock()
+			_, werr := ss.toServer.Write(queryMessage(c.inject(), refusedSQL))
+			return werr
+		}
+		out = nil
+	}
+	if a != nil {
+		ss.track(a)
+	}
+	c.mu.Lock()
+	c.q.push(pending{kind: pSimple})
+	c.mu.Unlock()
+	if out == nil {
+		_, err = ss.toServer.Write(m)
+	} else {
+		_, err = ss.toServer.Write(queryMessage(nil, string(out)))
+	}
+	return err
+}
+
+// track follows the session state a statement changes: search_path and
+// SQL-level prepared statements.
+func (ss *session) track(a *sqlplan.Analysis) {
+	c := ss.cloak
+	for i := range a.Statements {
+		st := &a.Statements[i]
+		// DISCARD ALL both resets search_path and deallocates.
+		if st.SearchPath != nil {
+			c.setSearchPath(expandSearchPath(st.SearchPath, false, ss.user))
+		} else if st.ResetSearchPath {
+			c.setSearchPath(c.startupPath)
+		}
+		if st.Prepare != nil {
+			c.sqlStmts[st.Prepare.Name] = st.Prepare.Statement
+		}
+		if d := st.Deallocate; d != nil {
+			if d.All {
+				clear(c.sqlStmts)
+			} else {
+				delete(c.sqlStmts, d.Name)
+			}
+		}
+	}
+}
+
+func queryMessage(dst []byte, sql string) []byte {
+	dst = append(dst, 'Q', 0, 0, 0, 0)
+	dst = append(dst, sql...)
+	dst = append(dst, 0)
+	binary.BigEndian.PutUint32(dst[1:], uint32(len(dst)-1))
+	return dst
+}
+
+// rewriteSQL replaces every literal the analysis maps to a protected column
+// with its ciphertext as a bytea literal. It returns nil when nothing changes.
+func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis) ([]byte, error) {
+	if a == nil {
+		return nil, nil
+	}
+	var out []byte
+	last := 0
+	for i := range a.Statements {
+		st := &a.Statements[i]
+		if err := ss.checkJoins(st); err != nil {
+			return nil, err
+		}
+		edits := st.Edits
+		if st.Execute != nil {
+			var err error
+			if edits, err = ss.executeEdits(st.Execute); err != nil {
+				return nil, err
+			}
+		}
+		for _, e := range edits {
+			if e.Null {
+				// NULL stays NULL; the range may hold a cast (NULL::text)
+				// that would not fit bytea.
+				out = growSQL(out, sql)
+				out = append(out, sql[last:e.Start]...)
+				out = append(out, "NULL"...)
+				if sqlplan.SpaceAfter(sql, e) {
+					out = append(out, ' ')
+				}
+				last = e.End
+				continue
+			}
+			col := ss.cloak.p.byPlan[e.Column]
+			if col == nil {
+				return nil, fmt.Errorf("internal: unknown column %s", e.Column)
+			}
+			ct, err := ss.encrypt(col, 0, []byte(e.Value))
+			if err != nil {
+				return nil, err
+			}
+			out = growSQL(out, sql)
+			out = append(out, sql[last:e.Start]...)
+			out = append(out, `'\x`...)
+			out = hex.AppendEncode(out, ct)
+			out = append(out, `'::bytea`...)
+			if sqlplan.SpaceAfter(sql, e) {
+				out = append(out, ' ')
+			}
+			last = e.End
+		}
+	}
+	if out == nil {
+		return nil, nil
+	}
+	return append(out, sql[last:]...), nil
+}
+
+// checkJoins refuses comparisons between two deterministic columns unless
+// they share a search group (and so encrypt equal values equally).
+func (ss *session) checkJoins(st *sqlplan.Statement) error {
+	for _, pair := range st.Joins {
+		a, b := ss.cloak.p.byPlan[pair[0]], ss.cloak.p.byPlan[pair[1]]
+		if a == nil || b == nil || a.group == "" || a.group != b.group {
+			return &sqlplan.Refusal{Code: "0A000", Op: "compare", Column: pair[0].String(),
+				Reason: fmt.Sprintf("it is encrypted under a different key than %s; columns compare equal only within one search_group", pair[1])}
+		}
+	}
+	return nil
+}
+
+// executeEdits maps the arguments of an SQL-level EXECUTE to the protected
+// columns of the statement it runs.
+func (ss *session) executeEdits(ex *sqlplan.Execute) ([]sqlplan.Edit, error) {
+	st := ss.cloak.sqlStmts[ex.Name]
+	if st == nil {
+		return nil, nil // unknown here: PostgreSQL reports it
+	}
+	var edits []sqlplan.Edit
+	for n, col := range st.Params {
+		if n < 1 || n > len(ex.Args) {
+			continue
+		}
+		arg := ex.Args[n-1]
+		if !arg.Literal {
+			return nil, &sqlplan.Refusal{Code: "0A000", Column: col.String(),
+				Reason: fmt.Sprintf("EXECUTE %s argument %d is computed by the server; pass a literal", ex.Name, n)}
+		}
+		edits = append(edits, sqlplan.Edit{Start: arg.Start, End: arg.End, Column: col, Value: arg.Value, Null: arg.Null})
+	}
+	slices.SortFunc(edits, func(a, b sqlplan.Edit) int { return a.Start - b.Start })
+	return edits, nil
+}
+
+// growSQL returns out, allocated for a rewrite of sql if still nil.
+func growSQL(out []byte, sql string) []byte {
+	if out == nil {
+		out = make([]byte, 0, len(sql)+256)
+	}
+	return out
+}
+
+// encrypt turns a client value (format 0 text, 1 binary) for col into its
+// ciphertext.
+func (ss *session) encrypt(col *column, format int16, v []byte) ([]byte, error) {
+	c := ss.cloak
+	plain, err := col.typ.Canonical(c.clientPlain[:0], format, v, c.fmt.Load())
+	if err != nil {
+		return nil, columnValueError(col, err)
+	}
+	c.clientPlain = plain
+	ct, err := col.keyring.Encrypt(nil, plain, col.id, col.mode)
+	if err != nil {
+		return nil, keyError(col, err)
+	}
+	return ct, nil
+}
+
+// parse handles a Parse message.
+func (ss *session) parse(m []byte) error {
+	c := ss.cloak
+	var msg pgproto3.Parse
+	if err := msg.Decode(m[headerLen:]); err != nil {
+		return &protocolError{"invalid Parse message: " + err.Error()}
+	}
+	st := &statement{name: msg.Name}
+	a, err := ss.analyze(msg.Query)
+	var sql []byte
+	if err == nil {
+		sql, err = ss.rewriteSQL(msg.Query, a)
+	}
+	if err == nil && a != nil {
+		err = st.planParams(a, c.p)
+	}
+	if err != nil {
+		if err = ss.refuse(err); err != nil {
+			c.mu.Lock()
+			delete(c.stmts, msg.Name)
+			c.q.push(pending{kind: pParse, refusal: err})
+			c.mu.Unlock()
+			bad := pgproto3.Parse{Name: msg.Name, Query: refusedSQL}
+			out, _ := bad.Encode(c.inject())
+			_, werr := ss.toServer.Write(out)
+			return werr
+		}
+		st = &statement{name: msg.Name}
+		sql = nil
+	}
+	changed := sql != nil
+	if changed {
+		msg.Query = string(sql)
+	}
+	// A client may declare the logical type of a protected parameter; the
+	// server must see bytea.
+	for i, col := range st.params {
+		if col != nil && i < len(msg.ParameterOIDs) && msg.ParameterOIDs[i] != 0 {
+			msg.ParameterOIDs[i] = byteaOID
+			changed = true
+		}
+	}
+	c.mu.Lock()
+	c.stmts[msg.Name] = st
+	c.q.push(pending{kind: pParse, stmt: st})
+	c.mu.Unlock()
+	if !changed {
+		_, err = ss.toServer.Write(m)
+		return err
+	}
+	out, err := msg.Encode(c.inject())
+	if err != nil {
+		return err
+	}
+	_, err = ss.toServer.Write(out)
+	return err
+}
+
+// planParams records which parameters carry protected values.
+func (st *statement) planParams(a *sqlplan.Analysis, p *Protection) error {
+	for i := range a.Statements {
+		for n, pc := range a.Statements[i].Params {
+			if n < 1 || n > 65535 {
+				continue
+			}
+			for len(st.params) < n {
+				st.params = append(st.params, nil)
+			}
+			st.params[n-1] = p.byPlan[pc]
+			st.protected = true
+		}
+	}
+	return nil
+}
+
+// bind handles a Bind message: protected parameters are encrypted and sent
+// in binary format (the raw ciphertext bytes).
+func (ss *session) bind(m []byte) error {
+	c := ss.cloak
+	portalName, stmtName, resultFormats, err := scanBind(m[headerLen:])
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	st := c.stmts[stmtName]
+	c.mu.Unlock()
+	po := &portal{stmt: st, resultFormats: resultFormats}
+	out := m
+	if st != nil && st.protected {
+		out, err = ss.encryptBind(m, st)
+		if err != nil {
+			if err = ss.refuse(err); err != nil {
+				c.mu.Lock()
+				delete(c.portals, portalName)
+				c.q.push(pending{kind: pBind, refusal: err})
+				c.mu.Unlock()
+				bad := pgproto3.Bind{DestinationPortal: portalName, PreparedStatement: refusedStmt}
+				b, _ := bad.Encode(c.inject())
+				_, werr := ss.toServer.Write(b)
+				return werr
+			}
+			out = m
+		}
+	}
+	c.mu.Lock()
+	c.portals[portalName] = po
+	c.q.push(pending{kind: pBind, portal: po})
+	c.mu.Unlock()
+	_, err = ss.toServer.Write(out)
+	return err
+}
+
+// encryptBind rebuilds a Bind with the protected parameters encrypted.
+func (ss *session) encryptBind(m []byte, st *statement) ([]byte, error) {
+	var msg pgproto3.Bind
+	if err := msg.Decode(m[headerLen:]); err != nil {
+		return nil, &protocolError{"invalid Bind message: " + err.Error()}
+	}
+	n := len(msg.Parameters)
+	formats := make([]int16, n)
+	for i := range formats {
+		switch len(msg.ParameterFormatCodes) {
+		case 0:
+		case 1:
+			formats[i] = msg.ParameterFormatCodes[0]
+		default:
+			if i < len(msg.ParameterFormatCodes) {
+				formats[i] = msg.ParameterFormatCodes[i]
+			}
+		}
+	}
+	for i, v := range msg.Parameters {
+		if i >= len(st.params) || st.params[i] == nil || v == nil {
+			continue
+		}
+		ct, err := ss.encrypt(st.params[i], formats[i], v)
+		if err != nil {
+			return nil, err
+		}
+		msg.Parameters[i] = ct
+		formats[i] = 1
+	}
+	msg.ParameterFormatCodes = formats
+	return msg.Encode(nil)
+}
+
+// scanBind reads the names and result formats of a Bind body without
+// copying its parameter values.
+func scanBind(b []byte) (portal, stmt string, resultFormats []int16, err error) {
+	bad := &protocolError{"invalid Bind message"}
+	i := 0
+	next := func() (string, bool) {
+		for j := i; j < len(b); j++ {
+			if b[j] == 0 {
+				s := string(b[i:j])
+				i = j + 1
+				return s, true
+			}
+		}
+		return "", false
+	}
+	var ok bool
+	if portal, ok = next(); !ok {
+		return "", "", nil, bad
+	}
+	if stmt, ok = next(); !ok {
+		return "", "", nil, bad
+	}
+	u16 := func() (int, bool) {
+		if i+2 > len(b) {
+			return 0, false
+		}
+		v := int(binary.BigEndian.Uint16(b[i:]))
+		i += 2
+		return v, true
+	}
+	nf, ok := u16()
+	if !ok || i+2*nf > len(b) {
+		return "", "", nil, bad
+	}
+	i += 2 * nf
+	np, ok := u16()
+	if !ok {
+		return "", "", nil, bad
+	}
+	for range np {
+		if i+4 > len(b) {
+			return "", "", nil, bad
+		}
+		l := int(int32(binary.BigEndian.Uint32(b[i:])))
+		i += 4
+		if l > 0 {
+			if i+l > len(b) {
+				return "", "", nil, bad
+			}
+			i += l
+		}
+	}
+	nr, ok := u16()
+	if !ok || i+2*nr > len(b) {
+		return "", "", nil, bad
+	}
+	if nr > 0 {
+		resultFormats = make([]int16, nr)
+		for k := range nr {
+			resultFormats[k] = int16(binary.BigEndian.Uint16(b[i+2*k:]))
+		}
+	}
+	return portal, stmt, resultFormats, nil
+}

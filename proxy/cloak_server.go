@@ -1,0 +1,388 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcloak/pgcloak/crypto"
+)
+
+// rowPlan says how to turn the columns of a result into what the client
+// expects: for each field, the protected column behind it (nil: untouched)
+// and the format the values travel in.
+type rowPlan struct {
+	fields    []fieldPlan
+	protected bool
+}
+
+type fieldPlan struct {
+	col    *column
+	format int16
+}
+
+// withFormats returns the plan for a portal bound with these result format
+// codes (Bind's rules: none = all text, one = all, else one per column).
+func (rp *rowPlan) withFormats(codes []int16) *rowPlan {
+	if rp == nil || !rp.protected {
+		return rp
+	}
+	out := &rowPlan{fields: make([]fieldPlan, len(rp.fields)), protected: true}
+	for i, f := range rp.fields {
+		f.format = 0
+		switch {
+		case len(codes) == 1:
+			f.format = codes[0]
+		case i < len(codes):
+			f.format = codes[i]
+		}
+		out.fields[i] = f
+	}
+	return out
+}
+
+// serverLoopCloaked relays server messages to the client, applying the
+// encryption layer.
+func (ss *session) serverLoopCloaked() error {
+	r := ss.fromServer
+	c := ss.cloak
+	for {
+		typ, n, err := r.header(ss.srv.maxBody)
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case 'D':
+			if c.cur == nil {
+				c.cur = c.currentRows()
+			}
+			if c.cur == nil || !c.cur.protected {
+				break
+			}
+			m, err := ss.readServerMessage(n)
+			if err != nil {
+				return err
+			}
+			out, err := ss.decryptRow(c.cur, m)
+			if err != nil {
+				// A value that does not decrypt is never passed on.
+				ss.writeClientError(err)
+				return err
+			}
+			if _, err := ss.toClient.Write(out); err != nil {
+				return err
+			}
+			continue
+		case 'T', 't', 'n', '1', '2', '3', 'C', 'I', 's', 'E', 'Z', 'S':
+			m, err := ss.readServerMessage(n)
+			if err != nil {
+				return err
+			}
+			out, err := ss.serverMessage(typ, m)
+			if err != nil {
+				return err
+			}
+			if out != nil {
+				if _, err := ss.toClient.Write(out); err != nil {
+					return err
+				}
+			}
+			if typ == 'Z' {
+				ss.busy.Store(false)
+				if err := ss.toClient.Flush(); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err := r.forward(ss.toClient, n); err != nil {
+			return err
+		}
+	}
+}
+
+// readServerMessage reads a whole server message; large ones go to scratch.
+func (ss *session) readServerMessage(n int) ([]byte, error) {
+	r := ss.fromServer
+	if r.fits(n) {
+		return r.message(n)
+	}
+	m, err := r.largeMessage(ss.cloak.serverScratch[:0], n)
+	ss.cloak.serverScratch = m
+	return m, err
+}
+
+// currentRows is the row plan of the request whose rows are arriving.
+func (c *cloak) currentRows() *rowPlan {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	head := c.q.peek()
+	if head == nil || head.kind != pExecute || head.portal == nil {
+		return nil
+	}
+	return c.portalRows(head.portal)
+}
+
+// portalRows is the row plan of a portal: its own Describe, or its
+// statement's with the portal's result formats.
+func (c *cloak) portalRows(po *portal) *rowPlan {
+	if po.rows == nil && po.stmt != nil && po.stmt.rows != nil {
+		po.rows = po.stmt.rows.withFormats(po.resultFormats)
+	}
+	return po.rows
+}
+
+// serverMessage handles a server message that answers a pending request. It
+// returns what to send the client (nil: nothing).
+func (ss *session) serverMessage(typ byte, m []byte) ([]byte, error) {
+	c := ss.cloak
+	switch typ {
+	case 'S':
+		ss.parameterStatus(m)
+		return m, nil
+	case 'T':
+		return ss.rowDescription(m)
+	case 't':
+		return ss.parameterDescription(m)
+	case 'n':
+		c.mu.Lock()
+		p := c.q.pop()
+		c.mu.Unlock()
+		if p.swallow {
+			return nil, nil
+		}
+		return m, nil
+	case '1', '2', '3':
+		c.mu.Lock()
+		c.q.pop()
+		c.mu.Unlock()
+		return m, nil
+	case 'C', 'I', 's':
+		c.cur = nil
+		c.mu.Lock()
+		if head := c.q.peek(); head != nil && head.kind == pExecute {
+			c.q.pop()
+		}
+		c.mu.Unlock()
+		return m, nil
+	case 'E':
+		c.cur = nil
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		head := c.q.peek()
+		if head == nil {
+			return m, nil
+		}
+		out := m
+		if head.refusal != nil {
+			out = errorMessage(head.refusal)
+		}
+		if head.kind == pSimple {
+			return out, nil // the Query goes on to ReadyForQuery
+		}
+		// Extended protocol: PostgreSQL skips everything up to Sync.
+		for h := c.q.peek(); h != nil && h.kind != pSync; h = c.q.peek() {
+			c.q.pop()
+		}
+		return out, nil
+	case 'Z':
+		c.cur = nil
+		c.mu.Lock()
+		// Pop through the Sync or Query this answers; anything before it
+		// was answered already or skipped.
+		for h := c.q.peek(); h != nil; h = c.q.peek() {
+			k := h.kind
+			c.q.pop()
+			if k == pSync || k == pSimple {
+				break
+			}
+		}
+		c.mu.Unlock()
+		return m, nil
+	}
+	return m, nil
+}
+
+// rowDescription plans and rewrites a RowDescription: protected fields get
+// their logical type.
+func (ss *session) rowDescription(m []byte) ([]byte, error) {
+	c := ss.cloak
+	var rd pgproto3.RowDescription
+	if err := rd.Decode(m[headerLen:]); err != nil {
+		return nil, &protocolError{"invalid RowDescription from server"}
+	}
+	plan := &rowPlan{fields: make([]fieldPlan, len(rd.Fields))}
+	for i := range rd.Fields {
+		f := &rd.Fields[i]
+		col := c.p.lookup(f.TableOID, f.TableAttributeNumber)
+		plan.fields[i] = fieldPlan{col: col, format: f.Format}
+		if col != nil {
+			plan.protected = true
+			f.DataTypeOID = col.typ.OID()
+			f.DataTypeSize = col.typ.Len()
+			f.TypeModifier = col.typ.Typmod()
+		}
+	}
+	out := m
+	if plan.protected {
+		var err error
+		if out, err = rd.Encode(nil); err != nil {
+			return nil, err
+		}
+	}
+	c.mu.Lock()
+	head := c.q.peek()
+	swallow := false
+	if head != nil {
+		switch head.kind {
+		case pDescribeStmt:
+			if head.stmt != nil {
+				head.stmt.rows = plan
+			}
+			c.q.pop()
+		case pDescribePortal:
+			if head.portal != nil {
+				head.portal.rows = plan
+			}
+			swallow = head.swallow
+			c.q.pop()
+		case pSimple:
+			// Simple Query, or FETCH: the rows follow right away.
+			c.cur = plan
+		}
+	}
+	c.mu.Unlock()
+	if swallow {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// parameterDescription reports protected parameters with their logical type.
+func (ss *session) parameterDescription(m []byte) ([]byte, error) {
+	c := ss.cloak
+	c.mu.Lock()
+	head := c.q.peek()
+	var st *statement
+	if head != nil && head.kind == pDescribeStmt {
+		st = head.stmt
+	}
+	c.mu.Unlock()
+	if st == nil || !st.protected {
+		return m, nil
+	}
+	var pd pgproto3.ParameterDescription
+	if err := pd.Decode(m[headerLen:]); err != nil {
+		return nil, &protocolError{"invalid ParameterDescription from server"}
+	}
+	for i, col := range st.params {
+		if col != nil && i < len(pd.ParameterOIDs) {
+			pd.ParameterOIDs[i] = col.typ.OID()
+		}
+	}
+	return pd.Encode(nil)
+}
+
+// parameterStatus follows the settings that shape text values.
+func (ss *session) parameterStatus(m []byte) {
+	var ps pgproto3.ParameterStatus
+	if ps.Decode(m[headerLen:]) != nil {
+		return
+	}
+	ss.cloak.setParameter(ps.Name, ps.Value)
+}
+
+// decryptRow rebuilds a DataRow with protected values decrypted and encoded
+// in the format the client asked for.
+func (ss *session) decryptRow(plan *rowPlan, m []byte) ([]byte, error) {
+	c := ss.cloak
+	body := m[headerLen:]
+	if len(body) < 2 {
+		return nil, &protocolError{"invalid DataRow from server"}
+	}
+	nf := int(binary.BigEndian.Uint16(body))
+	if nf != len(plan.fields) {
+		return nil, &protocolError{"DataRow does not match its RowDescription"}
+	}
+	out := append(c.rowScratch[:0], 'D', 0, 0, 0, 0, body[0], body[1])
+	i := 2
+	sess := c.fmt.Load()
+	for k := range nf {
+		if i+4 > len(body) {
+			return nil, &protocolError{"invalid DataRow from server"}
+		}
+		l := int(int32(binary.BigEndian.Uint32(body[i:])))
+		i += 4
+		if l < 0 {
+			out = append(out, 0xff, 0xff, 0xff, 0xff)
+			continue
+		}
+		if i+l > len(body) {
+			return nil, &protocolError{"invalid DataRow from server"}
+		}
+		v := body[i : i+l]
+		i += l
+		f := plan.fields[k]
+		if f.col == nil {
+			out = binary.BigEndian.AppendUint32(out, uint32(l))
+			out = append(out, v...)
+			continue
+		}
+		plain, err := ss.decryptValue(f, v)
+		if err != nil {
+			return nil, err
+		}
+		lenAt := len(out)
+		out = append(out, 0, 0, 0, 0)
+		if out, err = f.col.typ.Encode(out, plain, f.format, sess); err != nil {
+			return nil, columnValueError(f.col, err)
+		}
+		binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
+	}
+	binary.BigEndian.PutUint32(out[1:], uint32(len(out)-1))
+	if cap(out) <= 1<<20 {
+		c.rowScratch = out
+	}
+	return out, nil
+}
+
+// decryptValue returns the canonical plaintext of one protected value as the
+// server sent it (bytea text form "\x…" or binary).
+func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
+	c := ss.cloak
+	raw := v
+	if f.format == 0 {
+		if len(v) < 2 || v[0] != '\\' || v[1] != 'x' {
+			return nil, columnDataError(f.col, errors.New("bytea value is not in hex format (set bytea_output = 'hex')"))
+		}
+		buf := c.hexScratch[:0]
+		if cap(buf) < (len(v)-2)/2 {
+			buf = make([]byte, (len(v)-2)/2)
+		}
+		buf = buf[:(len(v)-2)/2]
+		if _, err := hex.Decode(buf, v[2:]); err != nil {
+			return nil, columnDataError(f.col, err)
+		}
+		c.hexScratch = buf
+		raw = buf
+	}
+	if !crypto.IsCiphertext(raw) {
+		if f.col.migrating {
+			return raw, nil // not yet encrypted: the stored bytes are the plaintext
+		}
+		return nil, columnDataError(f.col, errors.New("value is not pgcloak ciphertext (written around pgcloak?)"))
+	}
+	plain, err := f.col.keyring.Decrypt(c.serverPlain[:0], raw, f.col.id)
+	var uk *crypto.UnknownKeyVersionError
+	if errors.As(err, &uk) && c.p.reload() {
+		// Another instance may have rotated: look for new versions once.
+		plain, err = f.col.keyring.Decrypt(c.serverPlain[:0], raw, f.col.id)
+	}
+	if err != nil {
+		return nil, keyError(f.col, err)
+	}
+	c.serverPlain = plain
+	return plain, nil
+}

@@ -1,0 +1,493 @@
+package proxy
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+)
+
+// The fast relay moves the bytes of plain sessions (no TLS on either leg, no
+// encryption layer) after authentication. Go's network poller registers
+// every socket for output readiness too, so each write's acknowledgement
+// wakes a thread for nothing; measured with pgbench -S -M prepared and one
+// client, that was 2.8 context switches per transaction against PgBouncer's
+// 2.0, and 30 µs more latency. Here, as in PgBouncer, one epoll loop per CPU
+// waits for input only (level-triggered), reads what is there, writes it to
+// the other leg at once, and waits for output readiness only while a write
+// is short (then it stops reading that leg: back-pressure, flat memory).
+//
+// The bytes are forwarded as read; a scanner follows the message framing to
+// enforce limits.max_message_bytes, spot Terminate and ReadyForQuery, and
+// count messages. Nothing is allocated per message.
+
+// fastBufSize is the read buffer of one direction of a fast session.
+const fastBufSize = 32 << 10
+
+// fastRelays are a Server's relay loops, one per CPU, started on first use
+// and stopped by Server.Close.
+type fastRelays struct {
+	mu      sync.Mutex
+	loops   []*relayLoop
+	next    int
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+func (f *fastRelays) pick() (*relayLoop, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return nil, errors.New("server closed")
+	}
+	if f.loops == nil {
+		for range runtime.GOMAXPROCS(0) {
+			l, err := newRelayLoop(&f.wg)
+			if err != nil {
+				return nil, err
+			}
+			f.loops = append(f.loops, l)
+		}
+	}
+	f.next = (f.next + 1) % len(f.loops)
+	return f.loops[f.next], nil
+}
+
+// stop ends the loops; their sessions must have ended.
+func (f *fastRelays) stop() {
+	f.mu.Lock()
+	f.stopped = true
+	loops := f.loops
+	f.loops = nil
+	f.mu.Unlock()
+	for _, l := range loops {
+		_, _ = syscall.Write(l.wakeW, []byte{0})
+	}
+	f.wg.Wait()
+}
+
+// relayLoop is one epoll loop on its own OS thread.
+type relayLoop struct {
+	epfd         int
+	wakeR, wakeW int // a pipe whose input tells the loop to stop
+	mu           sync.Mutex
+	byFD         map[int32]*half // fd → the half that reads it
+}
+
+func newRelayLoop(wg *sync.WaitGroup) (*relayLoop, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		syscall.Close(epfd)
+		return nil, fmt.Errorf("pipe: %w", err)
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(p[0])}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, p[0], &ev); err != nil {
+		syscall.Close(epfd)
+		syscall.Close(p[0])
+		syscall.Close(p[1])
+		return nil, fmt.Errorf("epoll add: %w", err)
+	}
+	l := &relayLoop{epfd: epfd, wakeR: p[0], wakeW: p[1], byFD: make(map[int32]*half)}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.run()
+	}()
+	return l, nil
+}
+
+// pipe is one session on the fast relay.
+type pipe struct {
+	loop           *relayLoop
+	client, server half
+	maxBody        int
+	done           chan error // receives once, when the session ends
+	// busy: a client message is unanswered by ReadyForQuery (owned by the
+	// loop until done is sent).
+	busy   bool
+	closed bool
+	stats  [2]*dirStats
+}
+
+// half is one leg: the fd it reads and the bytes read but not yet written
+// to the other leg.
+type half struct {
+	p          *pipe
+	fd         int
+	peer       *half
+	fromClient bool
+	buf        []byte
+	off, end   int  // buf[off:end] waits to be written to peer.fd
+	reading    bool // EPOLLIN is on for fd
+	writing    bool // EPOLLOUT is on for fd (its peer has bytes waiting)
+	scan       frameScan
+	nread      int
+	nmsgs      int
+}
+
+// frameScan follows message boundaries across reads.
+type frameScan struct {
+	hdr  [headerLen]byte
+	hn   int   // header bytes seen of the current message
+	left int64 // body bytes still to come of the current message
+}
+
+// scanResult is what a chunk held.
+type scanResult struct {
+	msgs      int
+	terminate bool // client: Terminate seen
+	ready     bool // server: ReadyForQuery seen
+	request   bool // client: a message other than Terminate seen
+}
+
+func (s *frameScan) scan(b []byte, maxBody int, fromClient bool) (scanResult, error) {
+	var r scanResult
+	for len(b) > 0 {
+		if s.left > 0 {
+			n := min(int64(len(b)), s.left)
+			s.left -= n
+			b = b[n:]
+			continue
+		}
+		n := copy(s.hdr[s.hn:], b)
+		s.hn += n
+		b = b[n:]
+		if s.hn < headerLen {
+			break
+		}
+		s.hn = 0
+		typ := s.hdr[0]
+		l := int64(int32(binary.BigEndian.Uint32(s.hdr[1:])))
+		if l < 4 {
+			return r, &protocolError{fmt.Sprintf("invalid message length %d for message type %q", l, typ)}
+		}
+		if l-4 > int64(maxBody) {
+			return r, &messageTooLargeError{typ: typ, size: l - 4, max: int64(maxBody)}
+		}
+		s.left = l - 4
+		r.msgs++
+		switch {
+		case fromClient && typ == 'X':
+			r.terminate = true
+		case fromClient:
+			r.request = true
+		case typ == 'Z':
+			r.ready = true
+		}
+	}
+	return r, nil
+}
+
+// errFastTerminated is the clean end: the client sent Terminate.
+var errFastTerminated = errors.New("client terminated")
+
+// runFast relays the session on the fast path until it ends. Bytes already
+// buffered by the frame readers are forwarded first; then the sockets are
+// taken from Go's poller. It returns why the session ended (nil: the client
+// terminated) and whether a query was in flight.
+func (ss *session) runFast() (err error, busy bool, ok bool) {
+	// Forward what the frame readers hold beyond the last whole message
+	// (a pipelining client may have sent more), and let the scanners start
+	// where it ends.
+	var clientScan, serverScan frameScan
+	ss.fromClient.report()
+	ss.fromServer.report()
+	for _, leg := range []struct {
+		r    *frameReader
+		w    *bufio.Writer
+		scan *frameScan
+		c    bool
+	}{{ss.fromClient, ss.toServer, &clientScan, true}, {ss.fromServer, ss.toClient, &serverScan, false}} {
+		if rest := leg.r.buf[leg.r.r:leg.r.w]; len(rest) > 0 {
+			if _, err := leg.scan.scan(rest, ss.srv.maxBody, leg.c); err != nil {
+				return err, false, true
+			}
+			leg.w.Write(rest)
+			leg.r.r = leg.r.w
+		}
+		if err := leg.w.Flush(); err != nil {
+			return err, false, true
+		}
+	}
+	clientFD, cerr := detach(ss.client)
+	if cerr != nil {
+		return nil, false, false
+	}
+	serverFD, serr := detach(ss.server)
+	if serr != nil {
+		syscall.Close(clientFD)
+		return nil, false, false
+	}
+	l, lerr := ss.srv.fast.pick()
+	if lerr != nil {
+		syscall.Close(clientFD)
+		syscall.Close(serverFD)
+		return lerr, false, true
+	}
+	p := &pipe{loop: l, maxBody: ss.srv.maxBody, done: make(chan error, 1)}
+	p.stats = [2]*dirStats{ss.fromClient.stats, ss.fromServer.stats}
+	p.client = half{p: p, fd: clientFD, peer: &p.server, fromClient: true, buf: make([]byte, fastBufSize)}
+	p.server = half{p: p, fd: serverFD, peer: &p.client, buf: make([]byte, fastBufSize)}
+	p.client.scan, p.server.scan = clientScan, serverScan
+	closer := fdCloser{p}
+	ss.srv.track(closer)
+	defer ss.srv.untrack(closer)
+	if err := l.add(p); err != nil {
+		syscall.Close(clientFD)
+		syscall.Close(serverFD)
+		return err, false, true
+	}
+	err = <-p.done
+	if err == errFastTerminated {
+		err = nil
+	}
+	return err, p.busy, true
+}
+
+// detach takes a TCP or Unix socket out of Go's poller: it duplicates the
+// descriptor (still non-blocking: the flag belongs to the shared file
+// description) and closes the net.Conn, which removes it from the poller.
+func detach(c net.Conn) (int, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("not a socket")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := raw.Control(func(s uintptr) {
+		fd, derr = syscall.Dup(int(s))
+	}); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, derr
+	}
+	syscall.CloseOnExec(fd)
+	c.Close()
+	return fd, nil
+}
+
+// fdCloser lets Server.Close end a fast session: shutting the sockets down
+// makes the loop see end-of-file and tear the session down.
+type fdCloser struct{ p *pipe }
+
+func (f fdCloser) Close() error {
+	l := f.p.loop
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !f.p.closed { // else the fds are closed and their numbers may be reused
+		_ = syscall.Shutdown(f.p.client.fd, syscall.SHUT_RDWR)
+		_ = syscall.Shutdown(f.p.server.fd, syscall.SHUT_RDWR)
+	}
+	return nil
+}
+
+func (l *relayLoop) add(p *pipe) error {
+	// Under l.mu, which the loop holds while it handles events: what is
+	// set here happens before the loop reads it.
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, h := range []*half{&p.client, &p.server} {
+		h.reading = true
+		l.byFD[int32(h.fd)] = h
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(h.fd)}
+		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, h.fd, &ev); err != nil {
+			for _, h := range []*half{&p.client, &p.server} {
+				delete(l.byFD, int32(h.fd))
+				_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, h.fd, nil)
+			}
+			return fmt.Errorf("epoll add: %w", err)
+		}
+	}
+	return nil
+}
+
+// run is the loop. It owns every pipe it was given until it sends on done.
+func (l *relayLoop) run() {
+	// Unlock before returning: a goroutine that ends locked takes its
+	// thread down with it, which would also fire the parent-death signal of
+	// any child process that thread happened to start.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	events := make([]syscall.EpollEvent, 128)
+	for {
+		n, err := syscall.EpollWait(l.epfd, events, -1)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			panic(fmt.Sprintf("pgcloak: epoll_wait: %v", err)) // the epoll fd is ours: cannot happen
+		}
+		l.mu.Lock()
+		for i := range n {
+			ev := &events[i]
+			if ev.Fd == int32(l.wakeR) {
+				l.mu.Unlock()
+				syscall.Close(l.epfd)
+				syscall.Close(l.wakeR)
+				syscall.Close(l.wakeW)
+				return
+			}
+			h := l.byFD[ev.Fd]
+			if h == nil || h.p.closed {
+				continue
+			}
+			l.handle(h, ev.Events)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// handle serves one readiness event of h's fd. It runs with l.mu held.
+func (l *relayLoop) handle(h *half, events uint32) {
+	p := h.p
+	if events&syscall.EPOLLOUT != 0 && h.writing {
+		// h.fd can take more of what its peer read.
+		if err := l.flush(h.peer); err != nil {
+			l.teardown(p, err)
+			return
+		}
+	}
+	if events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) == 0 || !h.reading {
+		return
+	}
+	n, err := syscall.Read(h.fd, h.buf)
+	if err == syscall.EAGAIN || err == syscall.EINTR {
+		return
+	}
+	if err != nil {
+		l.teardown(p, err)
+		return
+	}
+	if n == 0 {
+		l.teardown(p, io.EOF)
+		return
+	}
+	h.nread += n
+	res, serr := h.scan.scan(h.buf[:n], p.maxBody, h.fromClient)
+	h.nmsgs += res.msgs
+	if h.nmsgs >= 4096 {
+		h.report(p)
+	}
+	if serr != nil {
+		if h.fromClient {
+			l.tellClient(p, serr)
+		}
+		l.teardown(p, serr)
+		return
+	}
+	if res.request {
+		p.busy = true
+	}
+	if res.ready {
+		p.busy = false
+	}
+	h.off, h.end = 0, n
+	if err := l.flush(h); err != nil {
+		l.teardown(p, err)
+		return
+	}
+	if res.terminate {
+		l.teardown(p, errFastTerminated)
+	}
+}
+
+// flush writes what src read to its peer. A short write turns src's input
+// off and the peer's output readiness on until the rest is written.
+func (l *relayLoop) flush(src *half) error {
+	dst := src.peer
+	for src.off < src.end {
+		n, err := syscall.Write(dst.fd, src.buf[src.off:src.end])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		src.off += n
+	}
+	pendingOut := src.off < src.end
+	if pendingOut == dst.writing {
+		return nil
+	}
+	// Switch: src stops reading while dst cannot take more, and back.
+	dst.writing, src.reading = pendingOut, !pendingOut
+	if err := l.modify(dst); err != nil {
+		return err
+	}
+	return l.modify(src)
+}
+
+func (l *relayLoop) modify(h *half) error {
+	var events uint32 = syscall.EPOLLRDHUP
+	if h.reading {
+		events |= syscall.EPOLLIN
+	}
+	if h.writing {
+		events |= syscall.EPOLLOUT
+	}
+	ev := syscall.EpollEvent{Events: events, Fd: int32(h.fd)}
+	return syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, h.fd, &ev)
+}
+
+// tellClient sends the client the FATAL error for a message it may not send
+// (best effort: the session ends right after).
+func (l *relayLoop) tellClient(p *pipe, err error) {
+	var msg []byte
+	var tooLarge *messageTooLargeError
+	var pe *protocolError
+	switch {
+	case errors.As(err, &tooLarge):
+		msg = fatal(codeProgramLimitExceeded, tooLarge.Error())
+	case errors.As(err, &pe):
+		msg = fatal(codeProtocolViolation, pe.msg)
+	default:
+		return
+	}
+	_, _ = syscall.Write(p.client.fd, msg)
+}
+
+// teardown ends a session: both sockets leave the loop and are closed, and
+// the session goroutine learns why.
+func (l *relayLoop) teardown(p *pipe, err error) {
+	if p.closed {
+		return
+	}
+	p.closed = true
+	for _, h := range []*half{&p.client, &p.server} {
+		_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, h.fd, nil)
+		delete(l.byFD, int32(h.fd))
+		syscall.Close(h.fd)
+		h.report(p)
+	}
+	p.done <- err
+}
+
+// report adds the counts since the last report to the metrics.
+func (h *half) report(p *pipe) {
+	i := 1
+	if h.fromClient {
+		i = 0
+	}
+	if st := p.stats[i]; st != nil && h.nread > 0 {
+		st.bytes.Add(float64(h.nread))
+		st.messages.Add(float64(h.nmsgs))
+	}
+	h.nread, h.nmsgs = 0, 0
+}

@@ -1,0 +1,267 @@
+package values
+
+import (
+	"unicode/utf8"
+)
+
+// Canonical converts a value a client sent (a Bind parameter or a literal
+// the SQL layer cut out of a query) to the canonical plaintext of the type,
+// appending it to dst. format is the Bind format code: 0 text, 1 binary.
+//
+// The value is validated as PostgreSQL validates it when it stores the value
+// into a column of the logical type (input function, then the type modifier
+// with assignment semantics), so a value PostgreSQL would refuse is refused
+// here with the same SQLSTATE and a message worded like PostgreSQL's, as a
+// *ValueError. Text input is read in the session's DateStyle (field order)
+// and, for timestamptz without an explicit zone, TimeZone.
+//
+// v is only read, never retained. On success the canonical form is appended
+// to dst and the extended slice returned, never nil (an empty value is not
+// NULL); on error dst is returned unchanged (same length). Canonical allocates only on the error path and for jsonb,
+// numeric with a modifier and values longer than a few kilobytes that need
+// re-checking (none of the common cases).
+func (t *Type) Canonical(dst []byte, format int16, v []byte, s *Session) ([]byte, error) {
+	s = s.orDefault()
+	n := len(dst)
+	var err error
+	switch format {
+	case 0:
+		if err = checkText(v, s); err != nil {
+			return dst, err
+		}
+		dst, err = t.fromText(dst, v, s)
+	case 1:
+		dst, err = t.fromBinary(dst, v, s)
+	default:
+		return dst, errFormatCode(format)
+	}
+	if err != nil {
+		return dst[:n], err
+	}
+	return nonNil(dst), nil
+}
+
+// emptyValue is returned for an empty value appended to a nil dst, so that
+// an empty value is never confused with NULL (a nil slice in pgproto3).
+var emptyValue = []byte{}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return emptyValue[:0:0]
+	}
+	return b
+}
+
+// Encode appends to dst the bytes PostgreSQL would have sent this session
+// for the value in a DataRow, in the requested format (0 text, 1 binary):
+// text in the session's DateStyle, TimeZone, bytea_output and
+// extra_float_digits; binary as the type's send function writes it.
+//
+// canonical must be a value Canonical produced for a type of the same kind;
+// a value that does not parse as one fails with SQLSTATE XX001, never with a
+// guess. canonical is only read. The result is never nil on success. For the text format of text, varchar,
+// bpchar, int2/4/8, numeric, uuid, bool, jsonb, float8 (default
+// extra_float_digits) and date/timestamp (ISO DateStyle) the canonical form
+// is already the wire form and Encode is a single append; nothing allocates
+// on any path except errors (see the benchmarks in bench_test.go).
+func (t *Type) Encode(dst []byte, canonical []byte, format int16, s *Session) ([]byte, error) {
+	s = s.orDefault()
+	n := len(dst)
+	var err error
+	switch format {
+	case 0:
+		dst, err = t.toText(dst, canonical, s)
+		if err == nil && s.encoding != "" {
+			err = s.checkEncoding(dst[n:])
+		}
+	case 1:
+		dst, err = t.toBinary(dst, canonical, s)
+	default:
+		return dst, errFormatCode(format)
+	}
+	if err != nil {
+		return dst[:n], err
+	}
+	return nonNil(dst), nil
+}
+
+func (t *Type) fromText(dst, v []byte, s *Session) ([]byte, error) {
+	switch t.kind {
+	case kindText, kindVarchar, kindBpchar:
+		return t.charFromText(dst, v)
+	case kindInt2, kindInt4, kindInt8:
+		return t.intFromText(dst, v)
+	case kindNumeric:
+		return t.numericFromText(dst, v)
+	case kindFloat8:
+		return float8FromText(dst, v)
+	case kindBool:
+		return boolFromText(dst, v)
+	case kindDate, kindTimestamp, kindTimestamptz:
+		return t.datetimeFromText(dst, v, s)
+	case kindUUID:
+		return uuidFromText(dst, v)
+	case kindJSONB:
+		return jsonbFromText(dst, v)
+	case kindBytea:
+		return byteaFromText(dst, v)
+	}
+	panic("values: unknown kind")
+}
+
+func (t *Type) fromBinary(dst, v []byte, s *Session) ([]byte, error) {
+	switch t.kind {
+	case kindText, kindVarchar, kindBpchar:
+		if err := checkText(v, s); err != nil {
+			return dst, err
+		}
+		return t.charFromText(dst, v)
+	case kindInt2, kindInt4, kindInt8:
+		return t.intFromBinary(dst, v)
+	case kindNumeric:
+		return t.numericFromBinary(dst, v)
+	case kindFloat8:
+		return float8FromBinary(dst, v)
+	case kindBool:
+		return boolFromBinary(dst, v)
+	case kindDate, kindTimestamp, kindTimestamptz:
+		return t.datetimeFromBinary(dst, v)
+	case kindUUID:
+		return uuidFromBinary(dst, v)
+	case kindJSONB:
+		return jsonbFromBinary(dst, v, s)
+	case kindBytea:
+		return append(dst, v...), nil
+	}
+	panic("values: unknown kind")
+}
+
+func (t *Type) toText(dst, c []byte, s *Session) ([]byte, error) {
+	switch t.kind {
+	case kindText, kindVarchar, kindBpchar, kindInt2, kindInt4, kindInt8, kindNumeric, kindBool, kindUUID, kindJSONB:
+		return append(dst, c...), nil
+	case kindFloat8:
+		return float8ToText(dst, c, s, t)
+	case kindDate, kindTimestamp, kindTimestamptz:
+		return t.datetimeToText(dst, c, s)
+	case kindBytea:
+		return byteaToText(dst, c, s), nil
+	}
+	panic("values: unknown kind")
+}
+
+func (t *Type) toBinary(dst, c []byte, s *Session) ([]byte, error) {
+	switch t.kind {
+	case kindText, kindVarchar, kindBpchar, kindBytea:
+		return append(dst, c...), nil
+	case kindInt2, kindInt4, kindInt8:
+		return t.intToBinary(dst, c)
+	case kindNumeric:
+		return t.numericToBinary(dst, c)
+	case kindFloat8:
+		return float8ToBinary(dst, c, t)
+	case kindBool:
+		return boolToBinary(dst, c, t)
+	case kindDate, kindTimestamp, kindTimestamptz:
+		return t.datetimeToBinary(dst, c)
+	case kindUUID:
+		return uuidToBinary(dst, c, t)
+	case kindJSONB:
+		return append(append(dst, 1), c...), nil
+	}
+	panic("values: unknown kind")
+}
+
+// checkText validates text sent by the client as PostgreSQL's
+// pg_client_to_server does before any input function runs: the bytes must be
+// valid in the encoding and contain no NUL. Only UTF8 (and SQL_ASCII, which
+// PostgreSQL verifies against the server encoding, assumed UTF8) is
+// converted; other client encodings are accepted for ASCII values only.
+func checkText(v []byte, s *Session) error {
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < utf8.RuneSelf {
+			if c == 0 {
+				return invalidByteSequence(v[i:])
+			}
+			i++
+			continue
+		}
+		if s.encoding != "" {
+			return s.checkEncoding(v)
+		}
+		r, size := utf8.DecodeRune(v[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return invalidByteSequence(v[i:])
+		}
+		i += size
+	}
+	return nil
+}
+
+// invalidByteSequence is report_invalid_encoding for UTF8: the bytes of the
+// offending character as pg_utf_mblen counts them.
+func invalidByteSequence(rest []byte) *ValueError {
+	c := rest[0]
+	l := 1
+	switch {
+	case c&0xe0 == 0xc0:
+		l = 2
+	case c&0xf0 == 0xe0:
+		l = 3
+	case c&0xf8 == 0xf0:
+		l = 4
+	}
+	if l > len(rest) {
+		l = len(rest)
+	}
+	const hexdig = "0123456789abcdef"
+	b := make([]byte, 0, 5*l)
+	for j := 0; j < l; j++ {
+		if j > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, '0', 'x', hexdig[rest[j]>>4], hexdig[rest[j]&15])
+	}
+	return newError(CodeCharacterNotInRepertoire, `invalid byte sequence for encoding "UTF8": `+string(b))
+}
+
+// isSpace is C isspace() in the C locale, which PostgreSQL's input
+// functions use to skip blanks.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// hasPrefixFold reports whether s starts with prefix, ignoring ASCII case
+// (pg_strncasecmp(s, prefix, len(prefix)) == 0).
+func hasPrefixFold(s []byte, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		if lower(s[i]) != lower(prefix[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// trimSpace drops C-locale white space at both ends.
+func trimSpace(v []byte) []byte {
+	for len(v) > 0 && isSpace(v[0]) {
+		v = v[1:]
+	}
+	for len(v) > 0 && isSpace(v[len(v)-1]) {
+		v = v[:len(v)-1]
+	}
+	return v
+}
