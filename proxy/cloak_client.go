@@ -41,14 +41,27 @@ func (ss *session) clientLoopCloaked() error {
 			}
 			_ = ss.toServer.Flush()
 			return nil
+		case 'd', 'c', 'f':
+			if c.dropCopy {
+				// COPY data behind a refused Query (pgx sends it without
+				// waiting for CopyInResponse): it must not reach the server.
+				if err := r.discard(n); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := r.forward(ss.toServer, n); err != nil {
+				return err
+			}
+			continue
 		default:
-			// CopyData, CopyDone, CopyFail, Flush, password messages:
-			// nothing to track or transform.
+			// Flush, password messages: nothing to track or transform.
 			if err := r.forward(ss.toServer, n); err != nil {
 				return err
 			}
 			continue
 		}
+		c.dropCopy = false
 		ss.busy.Store(true)
 		var m []byte
 		if r.fits(n) {
@@ -87,7 +100,9 @@ func (ss *session) clientMessage(typ byte, m []byte) error {
 		name := cstring(body[1:])
 		c.mu.Lock()
 		if body[0] == 'S' {
-			st := c.stmts[name]
+			c.mu.Unlock()
+			st := c.statement(name)
+			c.mu.Lock()
 			if st != nil {
 				st.describeRequested = true
 			}
@@ -207,6 +222,7 @@ func (ss *session) query(m []byte) error {
 			c.mu.Lock()
 			c.q.push(pending{kind: pSimple, refusal: err})
 			c.mu.Unlock()
+			c.dropCopy = true
 			_, werr := ss.toServer.Write(queryMessage(c.inject(), refusedSQL))
 			return werr
 		}
@@ -396,7 +412,8 @@ func (ss *session) parse(m []byte) error {
 	if err != nil {
 		if err = ss.refuse(err); err != nil {
 			c.mu.Lock()
-			delete(c.stmts, msg.Name)
+			// Binds to it must not carry their values to the server.
+			c.stmts[msg.Name] = &statement{name: msg.Name, refused: true}
 			c.q.push(pending{kind: pParse, refusal: err})
 			c.mu.Unlock()
 			bad := pgproto3.Parse{Name: msg.Name, Query: refusedSQL}
@@ -435,6 +452,37 @@ func (ss *session) parse(m []byte) error {
 	return err
 }
 
+// statement returns the prepared statement called name: one prepared with
+// Parse, or else one prepared with SQL PREPARE (the same namespace on the
+// server). Client loop only.
+func (c *cloak) statement(name string) *statement {
+	c.mu.Lock()
+	st := c.stmts[name]
+	c.mu.Unlock()
+	if st != nil {
+		return st
+	}
+	sq := c.sqlStmts[name]
+	if sq == nil {
+		return nil
+	}
+	st = &statement{name: name}
+	for n, pc := range sq.Params {
+		if n < 1 || n > 65535 {
+			continue
+		}
+		for len(st.params) < n {
+			st.params = append(st.params, nil)
+		}
+		st.params[n-1] = c.p.byPlan[pc]
+		st.protected = true
+	}
+	c.mu.Lock()
+	c.stmts[name] = st
+	c.mu.Unlock()
+	return st
+}
+
 // planParams records which parameters carry protected values.
 func (st *statement) planParams(a *sqlplan.Analysis, p *Protection) error {
 	for i := range a.Statements {
@@ -460,12 +508,28 @@ func (ss *session) bind(m []byte) error {
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	st := c.stmts[stmtName]
-	c.mu.Unlock()
+	st := c.statement(stmtName)
+	if st == nil || st.refused {
+		// A statement pgcloak refused, or one it never saw: it cannot tell
+		// which values are protected, so none is sent. PostgreSQL skips
+		// this Bind after the refused Parse; a truly unknown name gets
+		// PostgreSQL's own error.
+		var refusal error
+		if st == nil {
+			refusal = &cloakError{code: "26000", msg: fmt.Sprintf("prepared statement %q does not exist", stmtName), plain: true}
+		}
+		c.mu.Lock()
+		delete(c.portals, portalName)
+		c.q.push(pending{kind: pBind, refusal: refusal})
+		c.mu.Unlock()
+		bad := pgproto3.Bind{DestinationPortal: portalName, PreparedStatement: refusedStmt}
+		b, _ := bad.Encode(c.inject())
+		_, werr := ss.toServer.Write(b)
+		return werr
+	}
 	po := &portal{stmt: st, resultFormats: resultFormats}
 	out := m
-	if st != nil && st.protected {
+	if st.protected {
 		out, err = ss.encryptBind(m, st)
 		if err != nil {
 			if err = ss.refuse(err); err != nil {

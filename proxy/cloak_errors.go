@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/pgcloak/pgcloak/crypto"
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
 	"github.com/pgcloak/pgcloak/proxy/values"
@@ -18,9 +20,12 @@ const (
 // cloakError is an error pgcloak raises about a protected column. Its
 // message names the column and the reason.
 type cloakError struct {
-	code string
-	msg  string
-	err  error
+	code         string
+	msg          string
+	detail, hint string
+	err          error
+	// plain: the message is PostgreSQL's wording, without "pgcloak: ".
+	plain bool
 }
 
 func (e *cloakError) Error() string { return e.msg }
@@ -29,13 +34,14 @@ func (e *cloakError) Unwrap() error { return e.err }
 // columnValueError is a client value that is not valid for the column's
 // logical type; it keeps PostgreSQL's SQLSTATE for the same mistake.
 func columnValueError(col *column, err error) error {
-	code := "22P02"
+	ce := &cloakError{code: "22P02", err: err}
 	var ve *values.ValueError
+	msg := err.Error()
 	if errors.As(err, &ve) {
-		code = ve.Code
+		ce.code, msg, ce.detail, ce.hint = ve.Code, ve.Message, ve.Detail, ve.Hint
 	}
-	return &cloakError{code: code, err: err,
-		msg: fmt.Sprintf("%s (%s): %v", col, col.typ, err)}
+	ce.msg = fmt.Sprintf("%s (%s): %s", col, col.typ, msg)
+	return ce
 }
 
 // columnDataError is stored data that cannot be decrypted.
@@ -75,6 +81,17 @@ func sqlState(err error) (code, msg string) {
 
 // errorMessage encodes err as an ERROR ErrorResponse.
 func errorMessage(err error) []byte {
+	var ce *cloakError
+	if errors.As(err, &ce) {
+		msg := ce.msg
+		if !ce.plain {
+			msg = "pgcloak: " + msg
+		}
+		e := pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: ce.code,
+			Message: msg, Detail: ce.detail, Hint: ce.hint}
+		b, _ := e.Encode(nil)
+		return b
+	}
 	code, msg := sqlState(err)
 	return errorResponse(nil, "ERROR", code, msg)
 }

@@ -67,6 +67,8 @@ type statement struct {
 	// describeRequested: the client asked to Describe this statement, so
 	// rows will be known before any of its portals' rows arrive.
 	describeRequested bool
+	// refused: pgcloak replaced its Parse with one bound to fail.
+	refused bool
 }
 
 // portal is a bound statement.
@@ -132,6 +134,10 @@ type cloak struct {
 	// TimeZone, …), updated by the server loop from ParameterStatus and
 	// read by both loops.
 	fmt atomic.Pointer[values.Session]
+
+	// dropCopy: a Query was refused; COPY data that follows it is dropped
+	// until the next other message. Client loop only.
+	dropCopy bool
 
 	// Server-loop state: the row plan for DataRows now arriving.
 	cur *rowPlan

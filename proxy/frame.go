@@ -199,3 +199,19 @@ type messageTooLargeError struct {
 func (e *messageTooLargeError) Error() string {
 	return fmt.Sprintf("message of type %q is %d bytes, over limits.max_message_bytes (%d)", e.typ, e.size, e.max)
 }
+
+// discard skips the message whose header was just read.
+func (f *frameReader) discard(bodyLen int) error {
+	left := headerLen + bodyLen
+	for left > 0 {
+		if f.r == f.w {
+			if err := f.fill(1); err != nil {
+				return unexpectedEOF(err)
+			}
+		}
+		chunk := min(left, f.w-f.r)
+		f.r += chunk
+		left -= chunk
+	}
+	return nil
+}
