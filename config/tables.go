@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"unicode"
 )
@@ -113,7 +114,9 @@ func baseType(t string) string {
 }
 
 func checkTables(l *loader, c *Config) {
-	for tname, cols := range c.Tables {
+	groupKey := map[string]string{} // search_group → the key its first column uses
+	for _, tname := range sortedKeys(c.Tables) {
+		cols := c.Tables[tname]
 		tkey := "tables." + tname
 		if _, _, err := SplitTable(tname); err != nil {
 			l.problem(tkey, "%v; write the table as schema.table, e.g. public.customers", err)
@@ -122,7 +125,8 @@ func checkTables(l *loader, c *Config) {
 		if len(cols) == 0 {
 			l.problem(tkey, "names no column; list the columns to protect, e.g. email: {type: text, key: pii}")
 		}
-		for cname, col := range cols {
+		for _, cname := range sortedKeys(cols) {
+			col := cols[cname]
 			key := tkey + "." + cname
 			if col.Type == "" {
 				l.problem(key, "type is required: the logical type the application sees (one of %s)", strings.Join(LogicalTypes, ", "))
@@ -140,6 +144,13 @@ func checkTables(l *loader, c *Config) {
 			if col.SearchGroup != "" && col.Mode != ModeDeterministic {
 				l.problem(key+".search_group", "only deterministic columns can share a search group; add mode: deterministic or remove search_group")
 			}
+			if g := col.SearchGroup; g != "" && col.Key != "" {
+				if k, ok := groupKey[g]; ok && k != col.Key {
+					l.problem(key+".key", "search group %q already uses key %q; every column of a search group must use the same key", g, k)
+				} else if !ok {
+					groupKey[g] = col.Key
+				}
+			}
 			switch col.State {
 			case "", StateEncrypted, StateMigrating:
 			default:
@@ -156,4 +167,14 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// sortedKeys returns a map's keys in order, so problems come out stably.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -98,3 +98,17 @@ func quoteIfNeeded(s string) string {
 	}
 	return s
 }
+
+// searchGroupSchema is the schema part of search-group identities. It starts
+// with a control character, which no sane schema name holds, so a group
+// identity cannot stand for a real column.
+const searchGroupSchema = "\x01pgcloak"
+
+// NewSearchGroupID returns the identity shared by the deterministic columns
+// of one search group: equal plaintexts in any of them encrypt to equal
+// ciphertexts (so they can be joined), and a value moved between them still
+// decrypts. Values bound to a group never decrypt as an ungrouped column's,
+// and vice versa.
+func NewSearchGroupID(group string) (ColumnID, error) {
+	return NewColumnID(searchGroupSchema, "search_group", group)
+}

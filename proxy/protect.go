@@ -221,6 +221,11 @@ func newColumn(schema, table, name string, rule config.Column, keys crypto.Keyri
 		mode, pmode = crypto.Deterministic, sqlplan.Deterministic
 	}
 	id, err := crypto.NewColumnID(schema, table, name)
+	if rule.SearchGroup != "" {
+		// Columns of one group share their identity, so equal values
+		// encrypt equally across them (joins).
+		id, err = crypto.NewSearchGroupID(rule.SearchGroup)
+	}
 	if err != nil {
 		return nil, err
 	}
