@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
+	"github.com/pgcloak/pgcloak/proxy/values"
 )
 
 // refusedSQL replaces a refused statement: it cannot parse, so PostgreSQL
@@ -212,6 +213,7 @@ func (ss *session) refuse(err error) error {
 func (ss *session) query(m []byte) error {
 	c := ss.cloak
 	sql := cstring(m[headerLen:])
+	ss.trackSettings(sql)
 	a, err := ss.analyze(sql)
 	var out []byte
 	if err == nil {
@@ -312,7 +314,14 @@ func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis) ([]byte, error) {
 			if col == nil {
 				return nil, fmt.Errorf("internal: unknown column %s", e.Column)
 			}
-			ct, err := ss.encrypt(col, 0, []byte(e.Value))
+			value := []byte(e.Value)
+			if isDecimalLiteral(sql[e.Start:e.End]) {
+				var err error
+				if value, err = ss.numericLiteral(col, value); err != nil {
+					return nil, err
+				}
+			}
+			ct, err := ss.encrypt(col, 0, value)
 			if err != nil {
 				return nil, err
 			}
@@ -393,6 +402,29 @@ func (ss *session) encrypt(col *column, format int16, v []byte) ([]byte, error) 
 	return ct, nil
 }
 
+// encryptAs is encrypt for a parameter the client declared with type OID
+// declared (0: none): the value is read in that type first, then converted
+// to the column's logical type through its text form, as PostgreSQL's
+// assignment does.
+func (ss *session) encryptAs(col *column, declared uint32, format int16, v []byte) ([]byte, error) {
+	if declared == 0 || declared == col.typ.OID() {
+		return ss.encrypt(col, format, v)
+	}
+	dt, ok := values.ByOID(declared)
+	if !ok {
+		if format == 0 {
+			return ss.encrypt(col, 0, v) // unknown declared type sent as text: read it as the column's
+		}
+		return nil, &cloakError{code: "42804", msg: fmt.Sprintf("%s: parameter declared with type OID %d, which pgcloak cannot convert to %s; declare it as %s or leave it untyped", col, declared, col.typ, col.typ)}
+	}
+	c := ss.cloak
+	text, err := dt.Canonical(nil, format, v, c.fmt.Load())
+	if err != nil {
+		return nil, columnValueError(col, err)
+	}
+	return ss.encrypt(col, 0, text)
+}
+
 // parse handles a Parse message.
 func (ss *session) parse(m []byte) error {
 	c := ss.cloak
@@ -400,6 +432,7 @@ func (ss *session) parse(m []byte) error {
 	if err := msg.Decode(m[headerLen:]); err != nil {
 		return &protocolError{"invalid Parse message: " + err.Error()}
 	}
+	ss.trackSettings(msg.Query)
 	st := &statement{name: msg.Name}
 	a, err := ss.analyze(msg.Query)
 	var sql []byte
@@ -432,6 +465,10 @@ func (ss *session) parse(m []byte) error {
 	// server must see bytea.
 	for i, col := range st.params {
 		if col != nil && i < len(msg.ParameterOIDs) && msg.ParameterOIDs[i] != 0 {
+			if st.declared == nil {
+				st.declared = make([]uint32, len(st.params))
+			}
+			st.declared[i] = msg.ParameterOIDs[i]
 			msg.ParameterOIDs[i] = byteaOID
 			changed = true
 		}
@@ -576,7 +613,11 @@ func (ss *session) encryptBind(m []byte, st *statement) ([]byte, error) {
 		if i >= len(st.params) || st.params[i] == nil || v == nil {
 			continue
 		}
-		ct, err := ss.encrypt(st.params[i], formats[i], v)
+		var declared uint32
+		if i < len(st.declared) {
+			declared = st.declared[i]
+		}
+		ct, err := ss.encryptAs(st.params[i], declared, formats[i], v)
 		if err != nil {
 			return nil, err
 		}

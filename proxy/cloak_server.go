@@ -278,7 +278,12 @@ func (ss *session) parameterDescription(m []byte) ([]byte, error) {
 		return nil, &protocolError{"invalid ParameterDescription from server"}
 	}
 	for i, col := range st.params {
-		if col != nil && i < len(pd.ParameterOIDs) {
+		if col == nil || i >= len(pd.ParameterOIDs) {
+			continue
+		}
+		if i < len(st.declared) && st.declared[i] != 0 {
+			pd.ParameterOIDs[i] = st.declared[i] // PostgreSQL echoes declared types
+		} else {
 			pd.ParameterOIDs[i] = col.typ.OID()
 		}
 	}
@@ -354,19 +359,11 @@ func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
 	c := ss.cloak
 	raw := v
 	if f.format == 0 {
-		if len(v) < 2 || v[0] != '\\' || v[1] != 'x' {
-			return nil, columnDataError(f.col, errors.New("bytea value is not in hex format (set bytea_output = 'hex')"))
-		}
-		buf := c.hexScratch[:0]
-		if cap(buf) < (len(v)-2)/2 {
-			buf = make([]byte, (len(v)-2)/2)
-		}
-		buf = buf[:(len(v)-2)/2]
-		if _, err := hex.Decode(buf, v[2:]); err != nil {
+		var err error
+		if c.hexScratch, err = decodeByteaText(c.hexScratch[:0], v); err != nil {
 			return nil, columnDataError(f.col, err)
 		}
-		c.hexScratch = buf
-		raw = buf
+		raw = c.hexScratch
 	}
 	if !crypto.IsCiphertext(raw) {
 		if f.col.migrating {
@@ -386,3 +383,37 @@ func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
 	c.serverPlain = plain
 	return plain, nil
 }
+
+// decodeByteaText appends the bytes of a bytea in text output form: hex
+// ("\x…", bytea_output = hex) or escape (bytea_output = escape: octal
+// "\nnn" and "\\" escapes, other bytes as themselves).
+func decodeByteaText(dst, v []byte) ([]byte, error) {
+	if len(v) >= 2 && v[0] == '\\' && v[1] == 'x' {
+		n := len(dst)
+		dst = append(dst, make([]byte, (len(v)-2)/2)...)
+		if _, err := hex.Decode(dst[n:], v[2:]); err != nil {
+			return dst[:n], err
+		}
+		return dst, nil
+	}
+	for i := 0; i < len(v); i++ {
+		b := v[i]
+		if b != '\\' {
+			dst = append(dst, b)
+			continue
+		}
+		switch {
+		case i+1 < len(v) && v[i+1] == '\\':
+			dst = append(dst, '\\')
+			i++
+		case i+3 < len(v) && isOctal(v[i+1]) && isOctal(v[i+2]) && isOctal(v[i+3]):
+			dst = append(dst, (v[i+1]-'0')<<6|(v[i+2]-'0')<<3|(v[i+3]-'0'))
+			i += 3
+		default:
+			return dst, errors.New("invalid bytea escape sequence")
+		}
+	}
+	return dst, nil
+}
+
+func isOctal(b byte) bool { return b >= '0' && b <= '7' }

@@ -59,7 +59,11 @@ type statement struct {
 	name string
 	// params maps parameter index (0-based) to the protected column its
 	// value is stored into or compared with; nil entries are untouched.
-	params    []*column
+	params []*column
+	// declared holds the type OIDs the client gave in Parse (0: none), so
+	// ParameterDescription can echo them as PostgreSQL does, and Bind
+	// values are read in the type they were sent in.
+	declared  []uint32
 	protected bool // some param is protected
 	// rows describes the result columns once a Describe answered; its
 	// formats are all text (a statement has no result formats yet).
@@ -131,9 +135,14 @@ type cloak struct {
 	pathKey                 string
 
 	// fmt holds the session settings that shape text values (DateStyle,
-	// TimeZone, …), updated by the server loop from ParameterStatus and
-	// read by both loops.
-	fmt atomic.Pointer[values.Session]
+	// TimeZone, …), updated from ParameterStatus (server loop) and from
+	// SET of unreported settings (client loop), read by both; fmtMu
+	// serializes the writers.
+	fmt   atomic.Pointer[values.Session]
+	fmtMu sync.Mutex
+	// startupSettings are the unreported settings as the startup message
+	// set them ("" = server default), which RESET returns to.
+	startupSettings map[string]string
 
 	// dropCopy: a Query was refused; COPY data that follows it is dropped
 	// until the next other message. Client loop only.
@@ -154,16 +163,23 @@ type cloak struct {
 	serverPlain   []byte // decrypted plaintext
 }
 
-func newCloak(p *Protection, searchPath []string) *cloak {
+// defaultSettings are PostgreSQL's defaults of the unreported settings.
+var defaultSettings = map[string]string{"extra_float_digits": "1", "bytea_output": "hex"}
+
+func newCloak(p *Protection, searchPath []string, settings map[string]string) *cloak {
 	c := &cloak{
-		p:           p,
-		stmts:       make(map[string]*statement),
-		portals:     make(map[string]*portal),
-		sqlStmts:    make(map[string]*sqlplan.Statement),
-		startupPath: searchPath,
+		startupSettings: settings,
+		p:               p,
+		stmts:           make(map[string]*statement),
+		portals:         make(map[string]*portal),
+		sqlStmts:        make(map[string]*sqlplan.Statement),
+		startupPath:     searchPath,
 	}
 	c.setSearchPath(searchPath)
 	c.fmt.Store(&values.Session{})
+	for name, v := range settings {
+		c.setParameter(name, v)
+	}
 	return c
 }
 
@@ -171,6 +187,11 @@ func newCloak(p *Protection, searchPath []string) *cloak {
 // The Session is replaced, never changed in place: the client loop may be
 // using the current one.
 func (c *cloak) setParameter(name, value string) {
+	c.fmtMu.Lock()
+	defer c.fmtMu.Unlock()
+	if value == "" {
+		value = defaultSettings[name]
+	}
 	next := *c.fmt.Load()
 	if err := next.Set(name, value); err != nil {
 		return // values fail closed on an unusable setting (e.g. TimeZone)

@@ -60,9 +60,9 @@ func splitOutsideQuotes(s string, sep byte) []string {
 	return append(parts, s[start:])
 }
 
-// optionSearchPath finds search_path in a startup "options" value
+// optionSetting finds a setting in a startup "options" value
 // ("-c search_path=a,b" or "--search_path=a,b"; backslash escapes spaces).
-func optionSearchPath(opts string) (string, bool) {
+func optionSetting(opts, setting string) (string, bool) {
 	var args []string
 	var cur strings.Builder
 	for i := 0; i < len(opts); i++ {
@@ -97,7 +97,7 @@ func optionSearchPath(opts string) (string, bool) {
 			continue
 		}
 		name, v, ok := strings.Cut(a, "=")
-		if ok && strings.ReplaceAll(strings.ToLower(name), "-", "_") == "search_path" {
+		if ok && strings.ReplaceAll(strings.ToLower(name), "-", "_") == setting {
 			found, value = true, v
 		}
 	}

@@ -78,7 +78,7 @@ func (s *Server) runSession(client net.Conn, startup []byte, p startupParams, cl
 
 	ss := &session{srv: s, log: log, client: client, server: server, target: target, user: p.user}
 	if prot := s.protection.Load(); prot != nil {
-		ss.cloak = newCloak(prot, expandSearchPath(p.searchPath, p.searchPath == nil, p.user))
+		ss.cloak = newCloak(prot, expandSearchPath(p.searchPath, p.searchPath == nil, p.user), p.settings)
 	}
 	ss.toClient = bufio.NewWriterSize(client, writeBufSize)
 	ss.toServer = bufio.NewWriterSize(server, writeBufSize)

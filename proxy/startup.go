@@ -43,6 +43,9 @@ type startupParams struct {
 	// searchPath is search_path as set by the startup message (directly or
 	// in options), nil when not set.
 	searchPath []string
+	// settings are the unreported settings that shape values
+	// (extra_float_digits, bytea_output) as the startup message sets them.
+	settings map[string]string
 }
 
 // parseStartupParams reads the name/value pairs of a StartupMessage body.
@@ -67,9 +70,16 @@ func parseStartupParams(pkt []byte) (startupParams, error) {
 			p.application = string(value)
 		case "search_path":
 			p.searchPath = splitSearchPath(string(value))
+		case "extra_float_digits", "bytea_output":
+			p.set(string(name), string(value))
 		case "options":
-			if sp, ok := optionSearchPath(string(value)); ok {
+			if sp, ok := optionSetting(string(value), "search_path"); ok {
 				p.searchPath = splitSearchPath(sp)
+			}
+			for _, s := range unreportedSettings {
+				if v, ok := optionSetting(string(value), s); ok {
+					p.set(s, v)
+				}
 			}
 		}
 		b = rest
@@ -81,6 +91,13 @@ func parseStartupParams(pkt []byte) (startupParams, error) {
 		p.database = p.user
 	}
 	return p, nil
+}
+
+func (p *startupParams) set(name, value string) {
+	if p.settings == nil {
+		p.settings = map[string]string{}
+	}
+	p.settings[name] = value
 }
 
 // negotiate runs the pre-startup exchange of a client connection: SSLRequest
