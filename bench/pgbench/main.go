@@ -135,7 +135,7 @@ func parseFlags() options {
 	flag.IntVar(&o.jobs, "jobs", 2, "pgbench threads (-j)")
 	flag.IntVar(&o.scale, "scale", 10, "pgbench scale factor (-i -s)")
 	flag.StringVar(&modes, "modes", "simple,extended,prepared", "query protocols to measure (pgbench -M)")
-	flag.StringVar(&targets, "targets", strings.Join(targetNames(), ","), "targets, in the order they alternate")
+	flag.StringVar(&targets, "targets", "direct,pgbouncer,pgcloak", "targets, in the order they alternate: "+strings.Join(targetNames(), ", ")+" (pgcloak-enc needs -setup bench/sql/encryption_setup.sql)")
 	flag.StringVar(&ratios, "ratios", "pgcloak/direct,pgcloak/pgbouncer,pgbouncer/direct", "TPS ratios to report, A/B; those naming a target not in the run are left out")
 	flag.Var(&scripts, "script", "pgbench script `FILE` to run instead of the select-only one (repeatable: one workload per script)")
 	flag.StringVar(&o.setup, "setup", "", "SQL `FILE` run once after pgbench -i")
@@ -300,7 +300,7 @@ func startTargets(ctx context.Context, o options, e *env, versions map[string]st
 		usageError("-upstream must be unix or tcp")
 	}
 	s := &servers{env: e, pgcloakBin: o.pgcloak, gomaxprocs: o.gomaxprocs, clients: o.clients, unix: o.upstream == "unix"}
-	if slices.Contains(o.targets, "pgcloak") {
+	if slices.Contains(o.targets, "pgcloak") || slices.Contains(o.targets, "pgcloak-enc") {
 		if s.pgcloakBin == "" {
 			var err error
 			if s.pgcloakBin, err = buildPgcloak(ctx, e); err != nil {

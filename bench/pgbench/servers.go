@@ -34,6 +34,8 @@ var knownTargets = []targetKind{
 	{"direct", "direct", func(_ context.Context, s *servers) (int, error) { return s.pg.Port, nil }},
 	{"pgbouncer", "PgBouncer", func(ctx context.Context, s *servers) (int, error) { return s.startPgBouncer(ctx) }},
 	{"pgcloak", "pgcloak", func(ctx context.Context, s *servers) (int, error) { return s.startPgcloak(ctx, "pgcloak", "") }},
+	// pgcloak with the tables of bench/sql/encryption_setup.sql protected.
+	{"pgcloak-enc", "pgcloak (encrypting)", func(ctx context.Context, s *servers) (int, error) { return s.startPgcloakEnc(ctx) }},
 }
 
 func targetNames() []string {

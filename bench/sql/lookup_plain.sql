@@ -1,0 +1,2 @@
+\set id random(1, 10000)
+SELECT id FROM det_plain WHERE phone = :id;

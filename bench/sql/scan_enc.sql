@@ -1,0 +1,1 @@
+SELECT full_name, email, phone FROM big_enc;
