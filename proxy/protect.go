@@ -62,6 +62,9 @@ type Protection struct {
 	keys crypto.Keyrings
 	// plans caches statement analyses for all sessions.
 	plans planCache
+	// database is the database the rules were resolved in (admin_dsn's):
+	// relation OIDs and names mean nothing in another one.
+	database string
 }
 
 // reloader is implemented by key loaders that can look for new versions.
@@ -185,6 +188,9 @@ func LoadProtection(ctx context.Context, conn *pgx.Conn, cfg *config.Config, key
 	}
 	if err := p.loadSchemas(ctx, conn); err != nil {
 		return nil, err
+	}
+	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&p.database); err != nil {
+		return nil, fmt.Errorf("reading the catalog: %w", err)
 	}
 	return p, nil
 }

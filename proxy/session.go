@@ -77,7 +77,9 @@ func (s *Server) runSession(client net.Conn, startup []byte, p startupParams, cl
 	_ = server.SetDeadline(s.loginDeadline(start))
 
 	ss := &session{srv: s, log: log, client: client, server: server, target: target, user: p.user}
-	if prot := s.protection.Load(); prot != nil {
+	if prot := s.protection.Load(); prot != nil && p.database == prot.database {
+		// Protected columns live in one database; sessions to the others
+		// on the same server are relayed as they are.
 		ss.cloak = newCloak(prot, expandSearchPath(p.searchPath, p.searchPath == nil, p.user), p.settings)
 	}
 	ss.toClient = bufio.NewWriterSize(client, writeBufSize)

@@ -1,0 +1,685 @@
+package copyfmt
+
+import (
+	"bytes"
+	"encoding/binary"
+	"strconv"
+)
+
+// stepText reads one line of text or CSV data from b (which starts at the
+// line's first byte) and writes it out.
+func (r *Rewriter) stepText(dst, b []byte, eof bool) ([]byte, int, status, error) {
+	if !r.inUnit {
+		if len(b) == 0 {
+			if eof {
+				return dst, 0, finished, nil
+			}
+			return dst, 0, needMore, nil
+		}
+		r.inUnit = true
+		r.lineno++
+		r.pos, r.inQuote, r.lastWasEsc = 0, false, false
+	}
+	var (
+		st        scanStatus
+		end, next int
+		err       error
+	)
+	if r.csv {
+		st, end, next, err = r.scanCSV(b, eof)
+	} else {
+		st, end, next, err = r.scanText(b, eof)
+	}
+	if err != nil {
+		return dst, 0, needMore, err
+	}
+	if st == scanMore {
+		return dst, 0, needMore, nil
+	}
+	r.inUnit, r.pos = false, 0
+	line := b[:end]
+	if r.checkUTF8 {
+		if k := invalidUTF8(line); k >= 0 {
+			return dst, 0, needMore, r.errLine(CodeCharacterNotInRepertoire, encodingMessage(b[k:]), "")
+		}
+	}
+	final := st != lineDone
+	if st == lineMarker {
+		r.done = true
+	}
+	switch {
+	case r.header:
+		// Forwarded as it is; with HEADER MATCH the server checks it.
+		r.header = false
+		dst = append(dst, b[:next]...)
+		if final {
+			dst = dst[:len(dst)-(next-end)] // not the marker
+		}
+	case final && len(line) == 0:
+		// EOF or \. at the start of a line: no row.
+	default:
+		var term []byte
+		if !final {
+			term = b[end:next]
+		}
+		dst, err = r.row(dst, line, term)
+		if err != nil {
+			return dst, 0, needMore, err
+		}
+	}
+	if final {
+		return dst, next, finished, nil
+	}
+	return dst, next, unitDone, nil
+}
+
+// scanErr is an error found while reading a line. Invalid encoding before
+// it comes first, as in PostgreSQL (which converts the data before it looks
+// at it).
+func (r *Rewriter) scanErr(b []byte, pos int, msg, hint string) error {
+	if r.checkUTF8 {
+		if k := invalidUTF8(b[:pos]); k >= 0 {
+			return r.errLine(CodeCharacterNotInRepertoire, encodingMessage(b[k:]), "")
+		}
+	}
+	return r.errLine(CodeBadCopyFileFormat, msg, hint)
+}
+
+// scanText finds the end of the text-format line that starts at b[0]
+// (CopyReadLineText, non-CSV). It returns the end of the line's content
+// and the start of the next line.
+func (r *Rewriter) scanText(b []byte, eof bool) (scanStatus, int, int, error) {
+	i := r.pos
+	for {
+		for i < len(b) && !r.special[b[i]] {
+			i++
+		}
+		if i >= len(b) {
+			if !eof {
+				r.pos = i
+				return scanMore, 0, 0, nil
+			}
+			return lineEOF, len(b), len(b), nil
+		}
+		switch b[i] {
+		case '\n':
+			return r.lf(b, i)
+		case '\r':
+			return r.cr(b, i, eof)
+		}
+		// A backslash: it escapes the next byte, or starts the end marker.
+		if i+1 >= len(b) {
+			if !eof {
+				r.pos = i
+				return scanMore, 0, 0, nil
+			}
+			return lineEOF, len(b), len(b), nil // a backslash just before EOF is data
+		}
+		if b[i+1] == '.' {
+			st, next, err := r.marker(b, i, eof)
+			if err != nil {
+				return 0, 0, 0, err
+			}
+			if st == scanMore {
+				r.pos = i
+				return scanMore, 0, 0, nil
+			}
+			return lineMarker, i, next, nil
+		}
+		i += 2
+	}
+}
+
+// scanCSV finds the end of the CSV line that starts at b[0]
+// (CopyReadLineText, CSV): line ends inside quotes are data.
+func (r *Rewriter) scanCSV(b []byte, eof bool) (scanStatus, int, int, error) {
+	i := r.pos
+	for {
+		if i > 0 { // the first byte takes the slow path (\. check)
+			if r.inQuote {
+				s := i
+				for i < len(b) && !r.specialQ[b[i]] {
+					i++
+				}
+				if i > s {
+					r.lastWasEsc = false
+				}
+			} else {
+				for i < len(b) && !r.special[b[i]] {
+					i++
+				}
+			}
+		}
+		if i >= len(b) {
+			if !eof {
+				r.pos = i
+				return scanMore, 0, 0, nil
+			}
+			return lineEOF, len(b), len(b), nil
+		}
+		c := b[i]
+		// Look ahead before any state changes, so that waiting for more
+		// data and coming back here is safe.
+		if !eof && ((c == '\\' || c == '\r') && i+1 >= len(b) || c == '\\' && i == 0 && len(b) < 4) {
+			r.pos = i
+			return scanMore, 0, 0, nil
+		}
+		if r.inQuote && c == r.lescape {
+			r.lastWasEsc = !r.lastWasEsc
+		}
+		if c == r.quote && !r.lastWasEsc {
+			r.inQuote = !r.inQuote
+		}
+		if c != r.lescape {
+			r.lastWasEsc = false
+		}
+		if r.inQuote {
+			// PostgreSQL counts the physical lines of a quoted value.
+			if r.eol == eolNL && c == '\n' || r.eol != eolNL && c == '\r' {
+				r.lineno++
+			}
+		} else {
+			switch c {
+			case '\r':
+				return r.cr(b, i, eof)
+			case '\n':
+				return r.lf(b, i)
+			}
+		}
+		if c == '\\' && i == 0 {
+			if len(b) < 2 {
+				return lineEOF, len(b), len(b), nil // at EOF: data
+			}
+			if b[1] == '.' {
+				st, next, err := r.marker(b, 0, eof)
+				if err != nil {
+					return 0, 0, 0, err
+				}
+				if st == lineMarker {
+					return lineMarker, 0, next, nil
+				}
+				// Not a marker (or, impossibly, more needed): data.
+			}
+		}
+		i++
+	}
+}
+
+// cr handles a carriage return at b[i] outside quotes.
+func (r *Rewriter) cr(b []byte, i int, eof bool) (scanStatus, int, int, error) {
+	switch r.eol {
+	case eolUnknown, eolCRNL:
+		if i+1 >= len(b) && !eof {
+			r.pos = i
+			return scanMore, 0, 0, nil
+		}
+		if i+1 < len(b) && b[i+1] == '\n' {
+			r.eol = eolCRNL
+			return lineDone, i, i + 2, nil
+		}
+		if r.eol == eolCRNL {
+			return 0, 0, 0, r.crError(b, i)
+		}
+		r.eol = eolCR
+	case eolNL:
+		return 0, 0, 0, r.crError(b, i)
+	}
+	return lineDone, i, i + 1, nil
+}
+
+func (r *Rewriter) crError(b []byte, i int) error {
+	if r.csv {
+		return r.scanErr(b, i, "unquoted carriage return found in data", "Use quoted CSV field to represent carriage return.")
+	}
+	return r.scanErr(b, i, "literal carriage return found in data", `Use "\r" to represent carriage return.`)
+}
+
+// lf handles a line feed at b[i] outside quotes.
+func (r *Rewriter) lf(b []byte, i int) (scanStatus, int, int, error) {
+	if r.eol == eolCR || r.eol == eolCRNL {
+		if r.csv {
+			return 0, 0, 0, r.scanErr(b, i, "unquoted newline found in data", "Use quoted CSV field to represent newline.")
+		}
+		return 0, 0, 0, r.scanErr(b, i, "literal newline found in data", `Use "\n" to represent newline.`)
+	}
+	r.eol = eolNL
+	return lineDone, i, i + 1, nil
+}
+
+// marker checks the end-of-copy marker at b[i:] ("\."): it must be
+// followed by the line end the data uses. It returns lineMarker and the
+// offset after the marker, scanMore, or — in CSV, where "\." can be data —
+// lineDone for "not a marker".
+func (r *Rewriter) marker(b []byte, i int, eof bool) (scanStatus, int, error) {
+	j := i + 2
+	if r.eol == eolCRNL {
+		if j >= len(b) && !eof {
+			return scanMore, 0, nil
+		}
+		var c2 byte // '\0' at EOF, as PostgreSQL's padded buffer gives
+		if j < len(b) {
+			c2 = b[j]
+		}
+		j++
+		if c2 == '\n' {
+			if !r.csv {
+				return 0, 0, r.scanErr(b, i, "end-of-copy marker does not match previous newline style", "")
+			}
+			return lineDone, 0, nil
+		}
+		if c2 != '\r' {
+			if !r.csv {
+				return 0, 0, r.scanErr(b, i, "end-of-copy marker corrupt", "")
+			}
+			return lineDone, 0, nil
+		}
+	}
+	if j >= len(b) && !eof {
+		return scanMore, 0, nil
+	}
+	var c2 byte
+	if j < len(b) {
+		c2 = b[j]
+	}
+	j++
+	if c2 != '\r' && c2 != '\n' {
+		if !r.csv {
+			return 0, 0, r.scanErr(b, i, "end-of-copy marker corrupt", "")
+		}
+		return lineDone, 0, nil
+	}
+	if r.eol == eolNL && c2 != '\n' || r.eol == eolCRNL && c2 != '\n' || r.eol == eolCR && c2 != '\r' {
+		return 0, 0, r.scanErr(b, i, "end-of-copy marker does not match previous newline style", "")
+	}
+	return lineMarker, j, nil
+}
+
+// splitText records the fields of a text-format line
+// (CopyReadAttributesText): raw extents, and whether they hold escapes.
+func (r *Rewriter) splitText(line []byte) error {
+	f := r.fields[:0]
+	start, esc, i := 0, false, 0
+	for {
+		for i < len(line) && !r.fieldSpec[line[i]] {
+			i++
+		}
+		if i >= len(line) {
+			f = append(f, span{start, i, esc})
+			break
+		}
+		if line[i] == r.delim {
+			f = append(f, span{start, i, esc})
+			i++
+			start, esc = i, false
+			continue
+		}
+		// A backslash and what it escapes.
+		if i+1 >= len(line) {
+			f = append(f, span{start, i, esc}) // a trailing backslash is dropped
+			break
+		}
+		esc = true
+		c := line[i+1]
+		i += 2
+		switch {
+		case isOctal(c):
+			if i < len(line) && isOctal(line[i]) {
+				i++
+				if i < len(line) && isOctal(line[i]) {
+					i++
+				}
+			}
+		case c == 'x':
+			if i < len(line) {
+				if _, ok := hexValue(line[i]); ok {
+					i++
+					if i < len(line) {
+						if _, ok := hexValue(line[i]); ok {
+							i++
+						}
+					}
+				}
+			}
+		}
+	}
+	r.fields = f
+	return nil
+}
+
+// splitCSV records the fields of a CSV line (CopyReadAttributesCSV): raw
+// extents, and whether they hold a quoted part.
+func (r *Rewriter) splitCSV(line []byte) error {
+	f := r.fields[:0]
+	i := 0
+	for {
+		start, quoted := i, false
+	field:
+		for {
+			// Not in quote.
+			for i < len(line) && !r.fieldSpec[line[i]] {
+				i++
+			}
+			if i >= len(line) {
+				r.fields = append(f, span{start, i, quoted})
+				return nil
+			}
+			c := line[i]
+			i++
+			if c == r.delim {
+				f = append(f, span{start, i - 1, quoted})
+				break field
+			}
+			// A quote: in quote until the closing one.
+			quoted = true
+			for {
+				if r.escape == r.quote {
+					k := bytes.IndexByte(line[i:], r.quote)
+					if k < 0 {
+						i = len(line)
+					} else {
+						i += k
+					}
+				}
+				if i >= len(line) {
+					r.fields = f
+					return r.errLineText(CodeBadCopyFileFormat, "unterminated CSV quoted field", line)
+				}
+				c = line[i]
+				i++
+				if c == r.escape && i < len(line) && (line[i] == r.escape || line[i] == r.quote) {
+					i++
+					continue
+				}
+				if c == r.quote {
+					break
+				}
+			}
+		}
+	}
+}
+
+// row writes one data line.
+func (r *Rewriter) row(dst, line, term []byte) ([]byte, error) {
+	if r.ncols == 0 {
+		if len(line) != 0 {
+			return dst, r.errLineText(CodeBadCopyFileFormat, "extra data after last expected column", line)
+		}
+		r.rows++
+		return append(dst, term...), nil
+	}
+	var err error
+	if r.csv {
+		err = r.splitCSV(line)
+	} else {
+		err = r.splitText(line)
+	}
+	if err != nil {
+		return dst, err
+	}
+	nf := len(r.fields)
+	if nf > r.ncols {
+		return dst, r.errLineText(CodeBadCopyFileFormat, "extra data after last expected column", line)
+	}
+	start := len(dst)
+	last := 0
+	if r.anyProt {
+		for col := 0; col < nf; col++ {
+			if !r.prot[col] {
+				continue
+			}
+			f := r.fields[col]
+			dst = append(dst, line[last:f.start]...)
+			dst, err = r.textField(dst, col, line, f)
+			if err != nil {
+				return dst[:start], err
+			}
+			last = f.end
+		}
+	}
+	if nf < r.ncols {
+		return dst[:start], r.errMissing(nf, line)
+	}
+	dst = append(dst, line[last:]...)
+	dst = append(dst, term...)
+	r.rows++
+	return dst, nil
+}
+
+// textField writes protected field col of a text or CSV line.
+func (r *Rewriter) textField(dst []byte, col int, line []byte, f span) ([]byte, error) {
+	raw := line[f.start:f.end]
+	var v []byte
+	if r.csv {
+		switch {
+		case !f.flag && bytes.Equal(raw, r.null):
+			if r.forceNotNull == nil || !r.forceNotNull[col] {
+				return append(dst, raw...), nil // NULL
+			}
+			v = r.null // FORCE_NOT_NULL: the NULL string is the value
+		case f.flag:
+			r.val = unquoteCSV(r.val[:0], raw, r.quote, r.escape)
+			v = r.val
+			if r.forceNull != nil && r.forceNull[col] && bytes.Equal(v, r.null) {
+				return append(dst, raw...), nil // FORCE_NULL: the server makes it NULL
+			}
+		default:
+			v = raw
+		}
+	} else {
+		if bytes.Equal(raw, r.null) {
+			return append(dst, raw...), nil // NULL
+		}
+		v = raw
+		if f.flag {
+			var nonASCII bool
+			r.val, nonASCII = deEscapeText(r.val[:0], raw)
+			v = r.val
+			if nonASCII && r.checkUTF8 {
+				if k := invalidUTF8(v); k >= 0 {
+					return dst, r.errLineText(CodeCharacterNotInRepertoire, encodingMessage(v[k:]), line)
+				}
+			}
+		}
+	}
+
+	if !r.in {
+		var e *Error
+		r.raw, e = decodeBytea(r.raw[:0], v)
+		if e != nil {
+			ce := r.errColumn(e.Code, e.Message, col, v, false)
+			return dst, ce
+		}
+		out, err := r.call(col, r.raw)
+		if err != nil {
+			return dst, err
+		}
+		if r.csv {
+			return r.appendCSV(dst, out, f.flag), nil
+		}
+		return appendTextEscaped(dst, out, r.delim), nil
+	}
+
+	out, err := r.call(col, v)
+	if err != nil {
+		return dst, err
+	}
+	s := len(dst)
+	if r.csv {
+		if r.hexPlainCSV {
+			dst = append(dst, '\\', 'x')
+			dst = appendHex(dst, out)
+			if len(dst)-s != len(r.null) || !bytes.Equal(dst[s:], r.null) {
+				return dst, nil
+			}
+			dst = dst[:s]
+		}
+		r.raw = append(r.raw[:0], '\\', 'x')
+		r.raw = appendHex(r.raw, out)
+		return r.appendCSV(dst, r.raw, false), nil
+	}
+	// bytea hex output, its backslash escaped for the text format.
+	dst = append(dst, '\\', '\\', 'x')
+	dst = appendHex(dst, out)
+	if len(dst)-s == len(r.null) && bytes.Equal(dst[s:], r.null) {
+		// It spells the NULL string: write the backslash as an octal escape.
+		dst = append(dst[:s], `\134x`...)
+		dst = appendHex(dst, out)
+	}
+	return dst, nil
+}
+
+// stepBinary reads one unit of binary COPY data: the header, part of the
+// header extension, or a tuple.
+func (r *Rewriter) stepBinary(dst, b []byte, eof bool) ([]byte, int, status, error) {
+	switch r.bstate {
+	case bsHeader:
+		n := min(len(b), len(binarySignature))
+		if !bytes.Equal(b[:n], binarySignature[:n]) || eof && n < len(binarySignature) {
+			return dst, 0, needMore, headerError("COPY file signature not recognized")
+		}
+		if len(b) < 19 {
+			if !eof {
+				r.need = 19 - len(b)
+				return dst, 0, needMore, nil
+			}
+			if len(b) < 15 {
+				return dst, 0, needMore, headerError("invalid COPY file header (missing flags)")
+			}
+			return dst, 0, needMore, headerError("invalid COPY file header (missing length)")
+		}
+		flags := int32(binary.BigEndian.Uint32(b[11:]))
+		if flags&(1<<16) != 0 {
+			return dst, 0, needMore, headerError("invalid COPY file header (WITH OIDS)")
+		}
+		flags &^= 1 << 16
+		if flags>>16 != 0 {
+			return dst, 0, needMore, headerError("unrecognized critical flags in COPY file header")
+		}
+		ext := int32(binary.BigEndian.Uint32(b[15:]))
+		if ext < 0 {
+			return dst, 0, needMore, headerError("invalid COPY file header (missing length)")
+		}
+		r.need = 0
+		r.extLeft = int64(ext)
+		r.bstate = bsExt
+		return append(dst, b[:19]...), 19, unitDone, nil
+	case bsExt:
+		if r.extLeft == 0 {
+			r.bstate = bsTuple
+			return dst, 0, unitDone, nil
+		}
+		if len(b) == 0 {
+			if eof {
+				return dst, 0, needMore, headerError("invalid COPY file header (wrong length)")
+			}
+			return dst, 0, needMore, nil
+		}
+		k := int(min(int64(len(b)), r.extLeft))
+		r.extLeft -= int64(k)
+		return append(dst, b[:k]...), k, unitDone, nil
+	}
+	return r.tuple(dst, b, eof)
+}
+
+var binarySignature = []byte("PGCOPY\n\377\r\n\x00")
+
+func headerError(msg string) *Error { return &Error{Code: CodeBadCopyFileFormat, Message: msg} }
+
+// tuple reads one binary tuple (or the trailer) from b.
+func (r *Rewriter) tuple(dst, b []byte, eof bool) ([]byte, int, status, error) {
+	if !r.inUnit {
+		if len(b) < 2 {
+			if eof {
+				return dst, len(b), finished, nil // PostgreSQL takes a short count as EOF
+			}
+			r.need = 2 - len(b)
+			return dst, 0, needMore, nil
+		}
+		r.lineno++
+		cnt := int16(binary.BigEndian.Uint16(b))
+		if cnt == -1 {
+			if len(b) > 2 {
+				return dst, 0, needMore, r.errLine(CodeBadCopyFileFormat, "received copy data after EOF marker", "")
+			}
+			r.done = true
+			return append(dst, b[:2]...), 2, finished, nil
+		}
+		if int(cnt) != r.ncols {
+			return dst, 0, needMore, r.errLine(CodeBadCopyFileFormat,
+				"row field count is "+strconv.Itoa(int(cnt))+", expected "+strconv.Itoa(r.ncols), "")
+		}
+		r.inUnit, r.pos, r.bfield = true, 2, 0
+	}
+	for r.bfield < r.ncols {
+		if r.pos+4 > len(b) {
+			if eof {
+				return dst, 0, needMore, r.errColumn(CodeBadCopyFileFormat, "unexpected EOF in COPY data", r.bfield, nil, false)
+			}
+			r.need = r.pos + 4 - len(b)
+			return dst, 0, needMore, nil
+		}
+		sz := int32(binary.BigEndian.Uint32(b[r.pos:]))
+		if sz == -1 {
+			r.pos += 4
+			r.bfield++
+			continue
+		}
+		if sz < 0 {
+			return dst, 0, needMore, r.errColumn(CodeBadCopyFileFormat, "invalid field size", r.bfield, nil, false)
+		}
+		end := r.pos + 4 + int(sz)
+		if end > r.maxRow {
+			return dst, 0, needMore, r.errTooLong()
+		}
+		if end > len(b) {
+			if eof {
+				return dst, 0, needMore, r.errColumn(CodeBadCopyFileFormat, "unexpected EOF in COPY data", r.bfield, nil, false)
+			}
+			r.need = end - len(b)
+			return dst, 0, needMore, nil
+		}
+		r.pos = end
+		r.bfield++
+	}
+	n := r.pos
+	r.inUnit, r.pos, r.need = false, 0, 0
+	out, err := r.binaryRow(dst, b[:n])
+	if err != nil {
+		return out, 0, needMore, err
+	}
+	return out, n, unitDone, nil
+}
+
+// binaryRow writes one complete tuple.
+func (r *Rewriter) binaryRow(dst, t []byte) ([]byte, error) {
+	if !r.anyProt {
+		r.rows++
+		return append(dst, t...), nil
+	}
+	start := len(dst)
+	p, last := 2, 0
+	for col := 0; col < r.ncols; col++ {
+		sz := int32(binary.BigEndian.Uint32(t[p:]))
+		if sz < 0 {
+			p += 4
+			continue
+		}
+		end := p + 4 + int(sz)
+		if r.prot[col] {
+			dst = append(dst, t[last:p]...)
+			out, err := r.call(col, t[p+4:end])
+			if err != nil {
+				return dst[:start], err
+			}
+			if len(out) > 1<<30 {
+				return dst[:start], r.errColumn(CodeProgramLimitExceeded, "field value too long", col, nil, false)
+			}
+			dst = binary.BigEndian.AppendUint32(dst, uint32(len(out)))
+			dst = append(dst, out...)
+			last = end
+		}
+		p = end
+	}
+	r.rows++
+	return append(dst, t[last:]...), nil
+}
