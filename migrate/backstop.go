@@ -1,0 +1,233 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgcloak/pgcloak/crypto"
+)
+
+// maxIdentLen is PostgreSQL's NAMEDATALEN-1.
+const maxIdentLen = 63
+
+// BackstopName is the name of the CHECK constraint that refuses, in column,
+// every value without the pgcloak header: pgcloak_<column>_encrypted. A name
+// longer than PostgreSQL's 63 bytes keeps the start of the column name and
+// a hash of all of it, so two long names never share a constraint.
+func BackstopName(column string) string {
+	const prefix, suffix = "pgcloak_", "_encrypted"
+	name := prefix + column + suffix
+	if len(name) <= maxIdentLen {
+		return name
+	}
+	h := fnv.New32a()
+	h.Write([]byte(column))
+	keep := maxIdentLen - len(prefix) - len(suffix) - 9 // "_" and 8 hex digits
+	for keep > 0 && !utf8.RuneStart(column[keep]) {
+		keep--
+	}
+	return fmt.Sprintf("%s%s_%08x%s", prefix, column[:keep], h.Sum32(), suffix)
+}
+
+// BackstopSQL is the statement that adds the backstop of column to rel
+// without checking the rows already there (VALIDATE CONSTRAINT does that
+// later, without blocking writes).
+func BackstopSQL(rel *Relation, column string) string {
+	return fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID", rel.Ident(), quote(BackstopName(column)), crypto.CheckExpr(column))
+}
+
+// PlaintextError means rows still hold values without the pgcloak header
+// where the backstop was to be validated: values written around pgcloak
+// while the migration ran.
+type PlaintextError struct {
+	Table, Column string
+	Rows          int64
+}
+
+func (e *PlaintextError) Error() string {
+	return fmt.Sprintf("%d rows of %s hold values of %s without the pgcloak header (written around pgcloak while the migration ran?); "+
+		"the constraint was not added: run pgcloak migrate encrypt --table %s again", e.Rows, e.Table, Display(e.Column), e.Table)
+}
+
+// AddBackstops adds and validates the backstop of each column unless it is
+// there and valid. ADD … NOT VALID takes an ACCESS EXCLUSIVE lock for an
+// instant (a short lock_timeout, retried, keeps it from queueing the
+// application behind it); VALIDATE reads the table under a lock that lets
+// reads and writes go on. When validation finds plaintext, the constraint is
+// dropped again (it would refuse updates of those rows through pgcloak) and
+// a *PlaintextError says how many rows.
+func AddBackstops(ctx context.Context, conn *pgx.Conn, rel *Relation, columns []string) error {
+	for _, c := range columns {
+		name := BackstopName(c)
+		var exists, valid bool
+		err := conn.QueryRow(ctx, `SELECT true, convalidated FROM pg_catalog.pg_constraint WHERE conrelid = $1 AND conname = $2`,
+			rel.OID, name).Scan(&exists, &valid)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return catalogErr(err)
+		}
+		if valid {
+			continue
+		}
+		if !exists {
+			if err := ddl(ctx, conn, BackstopSQL(rel, c)); err != nil {
+				return fmt.Errorf("add constraint %s: %w", name, err)
+			}
+		}
+		_, err = conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", rel.Ident(), quote(name)))
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23514" { // check_violation
+			perr := &PlaintextError{Table: rel.String(), Column: c}
+			_ = conn.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE NOT (%s)", rel.Ident(), crypto.CheckExpr(c))).Scan(&perr.Rows)
+			if derr := ddl(ctx, conn, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", rel.Ident(), quote(name))); derr != nil {
+				return fmt.Errorf("%w (and dropping the unvalidated constraint %s failed: %v)", perr, name, derr)
+			}
+			return perr
+		}
+		if err != nil {
+			return fmt.Errorf("validate constraint %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// DropBackstops drops the backstops of the columns, if there.
+func DropBackstops(ctx context.Context, conn *pgx.Conn, rel *Relation, columns []string) error {
+	for _, c := range columns {
+		if err := ddl(ctx, conn, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", rel.Ident(), quote(BackstopName(c)))); err != nil {
+			return fmt.Errorf("drop constraint %s: %w", BackstopName(c), err)
+		}
+	}
+	return nil
+}
+
+// ddl runs a statement that needs an ACCESS EXCLUSIVE lock with a short
+// lock_timeout, retrying with backoff: waiting for the lock for long would
+// stall every query on the table queued behind it.
+func ddl(ctx context.Context, conn *pgx.Conn, sql string) error {
+	delay := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, sql)
+			return err
+		})
+		if err == nil || !retryable(err) || attempt == 15 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+// Restore ends a decryption: in one transaction that holds an ACCESS
+// EXCLUSIVE lock on the table, it drops the backstops, decrypts the values
+// that are still ciphertext (written through pgcloak after migrate decrypt
+// passed their rows) and changes the columns back to their logical types
+// (RestoreSQL). Either all of it happens or none. o.Op must be OpDecrypt.
+//
+// Once it commits, pgcloak instances that still protect the columns must not
+// serve the table: stop them or remove the rules first.
+func Restore(ctx context.Context, conn *pgx.Conn, o Options) (Result, error) {
+	if o.Op != OpDecrypt {
+		return Result{}, errors.New("restore follows decrypt only")
+	}
+	r, err := newRunner(conn, o)
+	if err != nil {
+		return Result{}, err
+	}
+	begin := time.Now()
+	var conds []string
+	for _, c := range o.Columns {
+		conds = append(conds, crypto.CheckExpr(c.Name))
+	}
+	cipher := "(" + strings.Join(conds, " OR ") + ")"
+	first := r.selectSQL(cipher, r.o.Batch)
+	next := r.selectSQL(cipher+" AND "+r.afterKey(), r.o.Batch)
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '10s'`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "LOCK TABLE "+o.Rel.Ident()+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+			return fmt.Errorf("lock %s: %w", o.Rel.String(), err)
+		}
+		for _, c := range o.Columns {
+			if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", o.Rel.Ident(), quote(BackstopName(c.Name)))); err != nil {
+				return err
+			}
+		}
+		var last []string
+		for {
+			var rows pgx.Rows
+			var err error
+			if last == nil {
+				rows, err = tx.Query(ctx, first)
+			} else {
+				args := make([]any, len(last))
+				for i, k := range last {
+					args[i] = k
+				}
+				rows, err = tx.Query(ctx, next, args...)
+			}
+			if err != nil {
+				return fmt.Errorf("read %s: %w", o.Rel.String(), err)
+			}
+			b, err := r.read(rows)
+			if err != nil {
+				return err
+			}
+			if b.n == 0 {
+				break
+			}
+			st, err := r.apply(ctx, tx, b)
+			if err != nil {
+				return err
+			}
+			last = b.keys[b.n-1]
+			r.res.Rows += int64(b.n)
+			r.res.Changed += st.changed
+			r.res.Skipped += st.skipped
+		}
+		if sql := RestoreSQL(o.Rel, o.Columns); sql != "" {
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				return fmt.Errorf("restore the column types: %w", err)
+			}
+		}
+		return nil
+	})
+	r.res.Elapsed = time.Since(begin)
+	return r.res, err
+}
+
+// BackstopDef returns the backstop of column as pg_get_constraintdef prints
+// it on this server, to compare with a constraint found in the catalog. It
+// creates the constraint on a temporary table in a transaction that it rolls
+// back.
+func BackstopDef(ctx context.Context, conn *pgx.Conn, column string) (string, error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // rolled back on purpose
+	if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE pgcloak_backstop_def (%s bytea, CONSTRAINT backstop CHECK (%s)) ON COMMIT DROP",
+		quote(column), crypto.CheckExpr(column))); err != nil {
+		return "", err
+	}
+	var def string
+	err = tx.QueryRow(ctx, `SELECT pg_get_constraintdef(oid) FROM pg_catalog.pg_constraint
+		WHERE conrelid = 'pg_temp.pgcloak_backstop_def'::regclass AND conname = 'backstop'`).Scan(&def)
+	return def, err
+}
