@@ -2,21 +2,48 @@ package copyfmt
 
 import (
 	"bytes"
+	"encoding/binary"
 )
 
 const hexdigits = "0123456789abcdef"
 
-// appendHex appends the lower-case hex digits of src (hex_encode).
+// hexPairs[c] is the two hex digits of c, little-endian in a uint16.
+var hexPairs = func() (t [256]uint16) {
+	for c := range t {
+		t[c] = uint16(hexdigits[c>>4]) | uint16(hexdigits[c&15])<<8
+	}
+	return t
+}()
+
+// appendHex appends the lower-case hex digits of src (hex_encode). (A
+// table of digit pairs beats both encoding/hex and SWAR arithmetic here.)
 func appendHex(dst, src []byte) []byte {
 	n := len(dst)
 	dst = grow(dst, 2*len(src))
-	out := dst[n : n+2*len(src)]
-	for i, c := range src {
-		out[2*i] = hexdigits[c>>4]
-		out[2*i+1] = hexdigits[c&15]
+	out := dst[n:]
+	i := 0
+	for ; i+4 <= len(src); i += 4 {
+		w := uint64(hexPairs[src[i]]) | uint64(hexPairs[src[i+1]])<<16 |
+			uint64(hexPairs[src[i+2]])<<32 | uint64(hexPairs[src[i+3]])<<48
+		binary.LittleEndian.PutUint64(out[2*i:], w)
+	}
+	for ; i < len(src); i++ {
+		binary.LittleEndian.PutUint16(out[2*i:], hexPairs[src[i]])
 	}
 	return dst
 }
+
+// unhex maps a hex digit to its value, anything else to 0xff.
+var unhex = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i := 0; i < 16; i++ {
+		t[hexdigits[i]] = byte(i)
+		t["0123456789ABCDEF"[i]] = byte(i)
+	}
+	return t
+}()
 
 // grow extends dst by n bytes (contents of the new bytes unspecified).
 func grow(dst []byte, n int) []byte {
@@ -140,10 +167,15 @@ func unquoteCSV(dst, raw []byte, quote, escape byte) []byte {
 }
 
 // appendTextEscaped appends v escaped as CopyAttributeOutText does.
-func appendTextEscaped(dst, v []byte, delim byte) []byte {
+// plain[c] is false for the bytes that may need escaping (control
+// characters, backslash, the delimiter).
+func appendTextEscaped(dst, v []byte, delim byte, plain *[256]bool) []byte {
 	start := 0
 	for i := 0; i < len(v); i++ {
 		c := v[i]
+		if plain[c] {
+			continue
+		}
 		if c < 0x20 {
 			var e byte
 			switch c {
@@ -215,6 +247,21 @@ func (r *Rewriter) appendCSV(dst, v []byte, force bool) []byte {
 func decodeBytea(dst, v []byte) ([]byte, *Error) {
 	if len(v) >= 2 && v[0] == '\\' && v[1] == 'x' {
 		s := v[2:]
+		// Fast path: digit pairs without white space.
+		n := len(dst)
+		dst = grow(dst, len(s)/2)
+		out := dst[n:]
+		k := 0
+		for len(s) >= 2 && k < len(out) {
+			hi, lo := unhex[s[0]], unhex[s[1]]
+			if (hi|lo)&0xf0 != 0 {
+				break
+			}
+			out[k] = hi<<4 | lo
+			k++
+			s = s[2:]
+		}
+		dst = dst[:n+k]
 		for i := 0; i < len(s); {
 			c := s[i]
 			if c == ' ' || c == '\n' || c == '\t' || c == '\r' {

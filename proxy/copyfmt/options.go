@@ -334,10 +334,10 @@ func ParseOptions(opts []Option, isFrom bool) (Options, error) {
 		return Options{}, optError(CodeFeatureNotSupported, "COPY force null only available using COPY FROM")
 	}
 	if strings.IndexByte(n, d[0]) >= 0 {
-		return Options{}, optError(CodeInvalidParameterValue, "COPY delimiter must not appear in the NULL specification")
+		return Options{}, optError(CodeFeatureNotSupported, "COPY delimiter must not appear in the NULL specification")
 	}
 	if csv && strings.IndexByte(n, q[0]) >= 0 {
-		return Options{}, optError(CodeInvalidParameterValue, "CSV quote character must not appear in the NULL specification")
+		return Options{}, optError(CodeFeatureNotSupported, "CSV quote character must not appear in the NULL specification")
 	}
 	if !binary {
 		o.Delimiter, o.Null = d[0], n

@@ -41,7 +41,8 @@ type FieldFunc func(dst []byte, col int, value []byte) ([]byte, error)
 // DefaultMaxRow is the default bound on one buffered row (Config.MaxRow).
 const DefaultMaxRow = 64 << 20
 
-// Config describes one COPY stream.
+// Config describes one COPY stream. The Rewriter keeps its slices (Columns,
+// Protected, the Options lists): do not change them while it is in use.
 type Config struct {
 	Options   Options
 	Direction Direction
@@ -55,9 +56,11 @@ type Config struct {
 	// Protected[i] sends field i through Transform. nil: none is.
 	Protected []bool
 	Transform FieldFunc
-	// MaxRow bounds the bytes of one row (line or tuple) the Rewriter
-	// buffers while it waits for the rest of the row: a longer row is an
-	// error (54000, Error.Own). 0 means DefaultMaxRow.
+	// MaxRow bounds the bytes of one row (a line with its terminator, or a
+	// tuple): a longer row is an error (54000, Error.Own), whether or not it
+	// had to be buffered, so that the outcome does not depend on how the
+	// stream was cut. It bounds the memory a Rewriter holds (about MaxRow
+	// plus 16 KiB). 0 means DefaultMaxRow.
 	MaxRow int
 	// Encoding of the data: "UTF8" (or "") or "SQL_ASCII". For UTF8, COPY
 	// FROM data is checked as PostgreSQL checks it (invalid byte sequences,
@@ -128,9 +131,9 @@ type Rewriter struct {
 	prot      []bool
 	anyProt   bool
 	// force flags per column; nil when the option is absent
-	forceNull, forceNotNull []bool
-	fn                      FieldFunc
-	maxRow                  int
+	forceNull, forceNotNull, forceQuote []bool
+	fn                                  FieldFunc
+	maxRow                              int
 
 	delim, quote, escape byte
 	lescape              byte // the line reader's escape: 0 when equal to quote
@@ -139,6 +142,7 @@ type Rewriter struct {
 	special              [256]bool // text: \n \r \; CSV outside quotes: \n \r quote
 	specialQ             [256]bool // CSV inside quotes: quote, escape, \n, \r
 	fieldSpec            [256]bool // text: delimiter and \; CSV: delimiter and quote
+	textPlain            [256]bool // text output: bytes that never need escaping
 
 	// parser state
 	eol        eolType
@@ -153,6 +157,7 @@ type Rewriter struct {
 	extLeft    int64
 	bfield     int
 	need       int // binary: bytes still missing from the unit
+	vok        int // bytes from the start of the unit known to be valid UTF-8
 	err        error
 	rows       int64
 
@@ -241,8 +246,11 @@ func (r *Rewriter) Reset(c Config) error {
 	if r.forceNull, err = r.resolve("FORCE_NULL", o.ForceNull); err != nil {
 		return err
 	}
-	if _, err = r.resolve("FORCE_QUOTE", o.ForceQuote); err != nil {
+	if r.forceQuote, err = r.resolve("FORCE_QUOTE", o.ForceQuote); err != nil {
 		return err
+	}
+	if o.ForceQuoteAll {
+		r.forceQuote = allTrue(ncols)
 	}
 	if r.binary {
 		r.bstate = bsHeader
@@ -256,8 +264,6 @@ func (r *Rewriter) Reset(c Config) error {
 		if r.escape != r.quote {
 			r.lescape = r.escape
 		}
-		r.special['\n'], r.special['\r'], r.special[r.quote] = true, true, true
-		r.specialQ['\n'], r.specialQ['\r'], r.specialQ[r.quote], r.specialQ[r.lescape] = true, true, true, true
 		r.fieldSpec[r.delim], r.fieldSpec[r.quote] = true, true
 		r.hexPlainCSV = true
 		for _, c := range []byte(`0123456789abcdefx\`) {
@@ -266,8 +272,10 @@ func (r *Rewriter) Reset(c Config) error {
 			}
 		}
 	} else {
-		r.special['\n'], r.special['\r'], r.special['\\'] = true, true, true
 		r.fieldSpec[r.delim], r.fieldSpec['\\'] = true, true
+		for c := range r.textPlain {
+			r.textPlain[c] = c >= 0x20 && c != '\\' && c != int(r.delim)
+		}
 	}
 	return nil
 }
@@ -294,6 +302,14 @@ func (r *Rewriter) resolve(opt string, names []string) ([]bool, error) {
 		flags[k] = true
 	}
 	return flags, nil
+}
+
+func allTrue(n int) []bool {
+	p := make([]bool, n)
+	for i := range p {
+		p[i] = true
+	}
+	return p
 }
 
 // Rows returns the number of data rows (lines after the header, binary
@@ -331,9 +347,6 @@ func (r *Rewriter) Write(dst, chunk []byte) ([]byte, error) {
 			}
 			dst = out
 			if st == needMore {
-				if len(b) > r.maxRow {
-					return r.fail(dst, r.errTooLong())
-				}
 				r.pend = append(r.pend, b...)
 				return dst, nil
 			}
@@ -352,9 +365,6 @@ func (r *Rewriter) Write(dst, chunk []byte) ([]byte, error) {
 		}
 		dst = out
 		if st == needMore {
-			if len(r.pend) > r.maxRow {
-				return r.fail(dst, r.errTooLong())
-			}
 			continue
 		}
 		if n >= old {

@@ -20,29 +20,48 @@ func (r *Rewriter) stepText(dst, b []byte, eof bool) ([]byte, int, status, error
 		r.lineno++
 		r.pos, r.inQuote, r.lastWasEsc = 0, false, false
 	}
+	// PostgreSQL verifies the encoding of the data before its reader sees
+	// it, and fails when the reader reaches (or looks ahead to) the first
+	// invalid byte: scan only the valid prefix.
+	lim, bad := len(b), false
+	if r.checkUTF8 && r.vok < len(b) {
+		if k := invalidUTF8(b[r.vok:]); k < 0 {
+			r.vok = len(b)
+		} else {
+			r.vok += k
+			lim = r.vok
+			// A short tail may be a character cut by the chunk end.
+			bad = eof || len(b)-lim >= 4
+		}
+	}
 	var (
 		st        scanStatus
 		end, next int
 		err       error
 	)
 	if r.csv {
-		st, end, next, err = r.scanCSV(b, eof)
+		st, end, next, err = r.scanCSV(b[:lim], eof && lim == len(b))
 	} else {
-		st, end, next, err = r.scanText(b, eof)
+		st, end, next, err = r.scanText(b[:lim], eof && lim == len(b))
 	}
 	if err != nil {
 		return dst, 0, needMore, err
 	}
 	if st == scanMore {
+		if bad {
+			return dst, 0, needMore, r.errLine(CodeCharacterNotInRepertoire, encodingMessage(b[lim:]), "")
+		}
+		if r.pos > r.maxRow {
+			return dst, 0, needMore, r.errTooLong()
+		}
 		return dst, 0, needMore, nil
 	}
-	r.inUnit, r.pos = false, 0
-	line := b[:end]
-	if r.checkUTF8 {
-		if k := invalidUTF8(line); k >= 0 {
-			return dst, 0, needMore, r.errLine(CodeCharacterNotInRepertoire, encodingMessage(b[k:]), "")
-		}
+	if next > r.maxRow {
+		return dst, 0, needMore, r.errTooLong()
 	}
+	r.inUnit, r.pos = false, 0
+	r.vok = max(r.vok-next, 0)
+	line := b[:end]
 	final := st != lineDone
 	if st == lineMarker {
 		r.done = true
@@ -73,15 +92,8 @@ func (r *Rewriter) stepText(dst, b []byte, eof bool) ([]byte, int, status, error
 	return dst, next, unitDone, nil
 }
 
-// scanErr is an error found while reading a line. Invalid encoding before
-// it comes first, as in PostgreSQL (which converts the data before it looks
-// at it).
-func (r *Rewriter) scanErr(b []byte, pos int, msg, hint string) error {
-	if r.checkUTF8 {
-		if k := invalidUTF8(b[:pos]); k >= 0 {
-			return r.errLine(CodeCharacterNotInRepertoire, encodingMessage(b[k:]), "")
-		}
-	}
+// scanErr is an error found while reading a line.
+func (r *Rewriter) scanErr(msg, hint string) error {
 	return r.errLine(CodeBadCopyFileFormat, msg, hint)
 }
 
@@ -90,10 +102,20 @@ func (r *Rewriter) scanErr(b []byte, pos int, msg, hint string) error {
 // and the start of the next line.
 func (r *Rewriter) scanText(b []byte, eof bool) (scanStatus, int, int, error) {
 	i := r.pos
+	// Next '\n', and next '\\' and '\r' before it; each found with one
+	// SIMD search and reused until passed, so that the scan stays linear.
+	nl, bs, cr := -1, -1, -1
 	for {
-		for i < len(b) && !r.special[b[i]] {
-			i++
+		if nl < i {
+			nl = indexIn(b, i, len(b), '\n')
 		}
+		if bs < i {
+			bs = indexIn(b, i, nl, '\\')
+		}
+		if cr < i {
+			cr = indexIn(b, i, nl, '\r')
+		}
+		i = min(nl, bs, cr)
 		if i >= len(b) {
 			if !eof {
 				r.pos = i
@@ -130,23 +152,53 @@ func (r *Rewriter) scanText(b []byte, eof bool) (scanStatus, int, int, error) {
 	}
 }
 
+// indexIn returns the position of the first c in b[i:end], or end.
+func indexIn(b []byte, i, end int, c byte) int {
+	if k := bytes.IndexByte(b[i:end], c); k >= 0 {
+		return i + k
+	}
+	return end
+}
+
+var eolBytes = [2][]byte{{'\r'}, {'\n'}}
+
 // scanCSV finds the end of the CSV line that starts at b[0]
 // (CopyReadLineText, CSV): line ends inside quotes are data.
 func (r *Rewriter) scanCSV(b []byte, eof bool) (scanStatus, int, int, error) {
 	i := r.pos
+	nl, q, cr := -1, -1, -1 // as in scanText
 	for {
 		if i > 0 { // the first byte takes the slow path (\. check)
-			if r.inQuote {
-				s := i
-				for i < len(b) && !r.specialQ[b[i]] {
-					i++
+			if !r.inQuote {
+				// Outside quotes only line ends and quotes matter.
+				if nl < i {
+					nl = indexIn(b, i, len(b), '\n')
 				}
-				if i > s {
-					r.lastWasEsc = false
+				if q < i {
+					q = indexIn(b, i, nl, r.quote)
 				}
+				if cr < i {
+					cr = indexIn(b, i, nl, '\r')
+				}
+				i = min(nl, q, cr)
 			} else {
-				for i < len(b) && !r.special[b[i]] {
-					i++
+				// Inside quotes: skip to the next quote or escape, counting
+				// the physical lines on the way as PostgreSQL does.
+				j := indexIn(b, i, len(b), r.quote)
+				if r.lescape != 0 {
+					j = indexIn(b, i, j, r.lescape)
+				}
+				if j == len(b) && j > i && b[j-1] == '\r' && !eof {
+					j-- // a CR needs the next byte: come back to it
+				}
+				if j > i {
+					eol := eolBytes[0]
+					if r.eol == eolNL {
+						eol = eolBytes[1]
+					}
+					r.lineno += int64(bytes.Count(b[i:j], eol))
+					r.lastWasEsc = false
+					i = j
 				}
 			}
 		}
@@ -160,9 +212,23 @@ func (r *Rewriter) scanCSV(b []byte, eof bool) (scanStatus, int, int, error) {
 		c := b[i]
 		// Look ahead before any state changes, so that waiting for more
 		// data and coming back here is safe.
-		if !eof && ((c == '\\' || c == '\r') && i+1 >= len(b) || c == '\\' && i == 0 && len(b) < 4) {
+		if !eof && (c == '\\' || c == '\r') && i+1 >= len(b) {
 			r.pos = i
 			return scanMore, 0, 0, nil
+		}
+		if c == '\\' && i == 0 && len(b) >= 2 && b[1] == '.' {
+			// \. alone on a line ends the data. (The marker does not depend
+			// on the quote state, so it is checked before that changes.)
+			st, next, err := r.marker(b, 0, eof)
+			if err != nil {
+				return 0, 0, 0, err
+			}
+			switch st {
+			case scanMore:
+				return scanMore, 0, 0, nil
+			case lineMarker:
+				return lineMarker, 0, next, nil
+			}
 		}
 		if r.inQuote && c == r.lescape {
 			r.lastWasEsc = !r.lastWasEsc
@@ -186,21 +252,6 @@ func (r *Rewriter) scanCSV(b []byte, eof bool) (scanStatus, int, int, error) {
 				return r.lf(b, i)
 			}
 		}
-		if c == '\\' && i == 0 {
-			if len(b) < 2 {
-				return lineEOF, len(b), len(b), nil // at EOF: data
-			}
-			if b[1] == '.' {
-				st, next, err := r.marker(b, 0, eof)
-				if err != nil {
-					return 0, 0, 0, err
-				}
-				if st == lineMarker {
-					return lineMarker, 0, next, nil
-				}
-				// Not a marker (or, impossibly, more needed): data.
-			}
-		}
 		i++
 	}
 }
@@ -218,29 +269,29 @@ func (r *Rewriter) cr(b []byte, i int, eof bool) (scanStatus, int, int, error) {
 			return lineDone, i, i + 2, nil
 		}
 		if r.eol == eolCRNL {
-			return 0, 0, 0, r.crError(b, i)
+			return 0, 0, 0, r.crError()
 		}
 		r.eol = eolCR
 	case eolNL:
-		return 0, 0, 0, r.crError(b, i)
+		return 0, 0, 0, r.crError()
 	}
 	return lineDone, i, i + 1, nil
 }
 
-func (r *Rewriter) crError(b []byte, i int) error {
+func (r *Rewriter) crError() error {
 	if r.csv {
-		return r.scanErr(b, i, "unquoted carriage return found in data", "Use quoted CSV field to represent carriage return.")
+		return r.scanErr("unquoted carriage return found in data", "Use quoted CSV field to represent carriage return.")
 	}
-	return r.scanErr(b, i, "literal carriage return found in data", `Use "\r" to represent carriage return.`)
+	return r.scanErr("literal carriage return found in data", `Use "\r" to represent carriage return.`)
 }
 
 // lf handles a line feed at b[i] outside quotes.
 func (r *Rewriter) lf(b []byte, i int) (scanStatus, int, int, error) {
 	if r.eol == eolCR || r.eol == eolCRNL {
 		if r.csv {
-			return 0, 0, 0, r.scanErr(b, i, "unquoted newline found in data", "Use quoted CSV field to represent newline.")
+			return 0, 0, 0, r.scanErr("unquoted newline found in data", "Use quoted CSV field to represent newline.")
 		}
-		return 0, 0, 0, r.scanErr(b, i, "literal newline found in data", `Use "\n" to represent newline.`)
+		return 0, 0, 0, r.scanErr("literal newline found in data", `Use "\n" to represent newline.`)
 	}
 	r.eol = eolNL
 	return lineDone, i, i + 1, nil
@@ -263,13 +314,13 @@ func (r *Rewriter) marker(b []byte, i int, eof bool) (scanStatus, int, error) {
 		j++
 		if c2 == '\n' {
 			if !r.csv {
-				return 0, 0, r.scanErr(b, i, "end-of-copy marker does not match previous newline style", "")
+				return 0, 0, r.scanErr("end-of-copy marker does not match previous newline style", "")
 			}
 			return lineDone, 0, nil
 		}
 		if c2 != '\r' {
 			if !r.csv {
-				return 0, 0, r.scanErr(b, i, "end-of-copy marker corrupt", "")
+				return 0, 0, r.scanErr("end-of-copy marker corrupt", "")
 			}
 			return lineDone, 0, nil
 		}
@@ -284,12 +335,12 @@ func (r *Rewriter) marker(b []byte, i int, eof bool) (scanStatus, int, error) {
 	j++
 	if c2 != '\r' && c2 != '\n' {
 		if !r.csv {
-			return 0, 0, r.scanErr(b, i, "end-of-copy marker corrupt", "")
+			return 0, 0, r.scanErr("end-of-copy marker corrupt", "")
 		}
 		return lineDone, 0, nil
 	}
 	if r.eol == eolNL && c2 != '\n' || r.eol == eolCRNL && c2 != '\n' || r.eol == eolCR && c2 != '\r' {
-		return 0, 0, r.scanErr(b, i, "end-of-copy marker does not match previous newline style", "")
+		return 0, 0, r.scanErr("end-of-copy marker does not match previous newline style", "")
 	}
 	return lineMarker, j, nil
 }
@@ -299,21 +350,25 @@ func (r *Rewriter) marker(b []byte, i int, eof bool) (scanStatus, int, error) {
 func (r *Rewriter) splitText(line []byte) error {
 	f := r.fields[:0]
 	start, esc, i := 0, false, 0
+	dl, bs := -1, -1 // next delimiter, next backslash before it (as in scanText)
 	for {
-		for i < len(line) && !r.fieldSpec[line[i]] {
-			i++
+		if dl < i {
+			dl = indexIn(line, i, len(line), r.delim)
 		}
-		if i >= len(line) {
-			f = append(f, span{start, i, esc})
-			break
+		if bs < i {
+			bs = indexIn(line, i, dl, '\\')
 		}
-		if line[i] == r.delim {
-			f = append(f, span{start, i, esc})
-			i++
+		if bs >= dl {
+			f = append(f, span{start, dl, esc})
+			if dl >= len(line) {
+				break
+			}
+			i = dl + 1
 			start, esc = i, false
 			continue
 		}
 		// A backslash and what it escapes.
+		i = bs
 		if i+1 >= len(line) {
 			f = append(f, span{start, i, esc}) // a trailing backslash is dropped
 			break
@@ -330,14 +385,10 @@ func (r *Rewriter) splitText(line []byte) error {
 				}
 			}
 		case c == 'x':
-			if i < len(line) {
-				if _, ok := hexValue(line[i]); ok {
+			if i < len(line) && unhex[line[i]] != 0xff {
+				i++
+				if i < len(line) && unhex[line[i]] != 0xff {
 					i++
-					if i < len(line) {
-						if _, ok := hexValue(line[i]); ok {
-							i++
-						}
-					}
 				}
 			}
 		}
@@ -346,9 +397,28 @@ func (r *Rewriter) splitText(line []byte) error {
 	return nil
 }
 
+// splitPlain records the fields of a line without escapes or quotes.
+func (r *Rewriter) splitPlain(line []byte) {
+	f := r.fields[:0]
+	i := 0
+	for {
+		k := bytes.IndexByte(line[i:], r.delim)
+		if k < 0 {
+			r.fields = append(f, span{i, len(line), false})
+			return
+		}
+		f = append(f, span{i, i + k, false})
+		i += k + 1
+	}
+}
+
 // splitCSV records the fields of a CSV line (CopyReadAttributesCSV): raw
 // extents, and whether they hold a quoted part.
 func (r *Rewriter) splitCSV(line []byte) error {
+	if bytes.IndexByte(line, r.quote) < 0 {
+		r.splitPlain(line)
+		return nil
+	}
 	f := r.fields[:0]
 	i := 0
 	for {
@@ -398,6 +468,21 @@ func (r *Rewriter) splitCSV(line []byte) error {
 	}
 }
 
+// mayBeNonASCII reports whether the raw text field holds an octal or hex
+// escape, the only escapes that can make a byte ≥ 0x80 or a NUL.
+func mayBeNonASCII(raw []byte) bool {
+	for {
+		k := bytes.IndexByte(raw, '\\')
+		if k < 0 || k+1 >= len(raw) {
+			return false
+		}
+		if c := raw[k+1]; c == 'x' || isOctal(c) {
+			return true
+		}
+		raw = raw[k+2:]
+	}
+}
+
 // row writes one data line.
 func (r *Rewriter) row(dst, line, term []byte) ([]byte, error) {
 	if r.ncols == 0 {
@@ -417,6 +502,19 @@ func (r *Rewriter) row(dst, line, term []byte) ([]byte, error) {
 		return dst, err
 	}
 	nf := len(r.fields)
+	if r.checkUTF8 && !r.csv {
+		// PostgreSQL checks the encoding of every field whose escapes made
+		// bytes ≥ 0x80 or NUL, as it splits the line.
+		for _, f := range r.fields {
+			if !f.flag || !mayBeNonASCII(line[f.start:f.end]) || bytes.Equal(line[f.start:f.end], r.null) {
+				continue
+			}
+			r.val, _ = deEscapeText(r.val[:0], line[f.start:f.end])
+			if k := invalidUTF8(r.val); k >= 0 {
+				return dst, r.errLineText(CodeCharacterNotInRepertoire, encodingMessage(r.val[k:]), line)
+			}
+		}
+	}
 	if nf > r.ncols {
 		return dst, r.errLineText(CodeBadCopyFileFormat, "extra data after last expected column", line)
 	}
@@ -471,13 +569,12 @@ func (r *Rewriter) textField(dst []byte, col int, line []byte, f span) ([]byte, 
 		}
 		v = raw
 		if f.flag {
-			var nonASCII bool
-			r.val, nonASCII = deEscapeText(r.val[:0], raw)
-			v = r.val
-			if nonASCII && r.checkUTF8 {
-				if k := invalidUTF8(v); k >= 0 {
-					return dst, r.errLineText(CodeCharacterNotInRepertoire, encodingMessage(v[k:]), line)
-				}
+			if !r.in && len(raw) > 3 && raw[0] == '\\' && raw[1] == '\\' && raw[2] == 'x' &&
+				bytes.IndexByte(raw[3:], '\\') < 0 {
+				v = raw[1:] // the server's "\\x<hex>": de-escaped, it is raw[1:]
+			} else {
+				r.val, _ = deEscapeText(r.val[:0], raw) // (encoding checked by row)
+				v = r.val
 			}
 		}
 	}
@@ -494,9 +591,9 @@ func (r *Rewriter) textField(dst []byte, col int, line []byte, f span) ([]byte, 
 			return dst, err
 		}
 		if r.csv {
-			return r.appendCSV(dst, out, f.flag), nil
+			return r.appendCSV(dst, out, r.forceQuote != nil && r.forceQuote[col]), nil
 		}
-		return appendTextEscaped(dst, out, r.delim), nil
+		return appendTextEscaped(dst, out, r.delim, &r.textPlain), nil
 	}
 
 	out, err := r.call(col, v)
