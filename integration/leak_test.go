@@ -233,7 +233,12 @@ func TestLeakScan(t *testing.T) {
 	fails("refused UPDATE", "0A000", err)
 	_, err = c.Exec(ctx, fmt.Sprintf(`INSERT INTO customers (id, email) SELECT 22, '%s' || ''`, s.add("refused INSERT … SELECT", false)))
 	fails("refused INSERT … SELECT", "0A000", err)
-	refusedCopyIn(t, e, s.add("COPY FROM STDIN data sent with the refused COPY", false))
+	refusedCopyIn(t, e, s.add("COPY FROM STDIN data sent with a refused COPY (WHERE)", false))
+	// COPY FROM STDIN into a protected table: encrypted while streaming.
+	if _, err := c.PgConn().CopyFrom(ctx, strings.NewReader("31\t"+s.add("COPY FROM STDIN, encrypted while streaming", true)+"\n"),
+		`COPY customers (id, email) FROM STDIN`); err != nil {
+		t.Fatalf("COPY FROM STDIN: %v", err)
+	}
 
 	// The stored sentinels read back through pgcloak: the writes happened.
 	// Cell by cell, so that a value pgcloak cannot decrypt (plaintext
@@ -440,7 +445,7 @@ func refusedCopyIn(t *testing.T, e *encEnv, value string) {
 	defer hc.Conn.Close()
 	_ = hc.Conn.SetDeadline(time.Now().Add(queryTimeout))
 	fe := hc.Frontend
-	fe.Send(&pgproto3.Query{String: "COPY customers (id, email) FROM STDIN"})
+	fe.Send(&pgproto3.Query{String: "COPY customers (id, email) FROM STDIN WHERE id > 0"})
 	fe.Send(&pgproto3.CopyData{Data: []byte("30\t" + value + "\n")})
 	fe.Send(&pgproto3.CopyDone{})
 	if err := fe.Flush(); err != nil {

@@ -3,12 +3,14 @@ package proxy
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 	"slices"
 
+	"github.com/pgcloak/pgcloak/proxy/copyfmt"
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
 	"github.com/pgcloak/pgcloak/proxy/values"
 )
@@ -32,6 +34,7 @@ func (ss *session) clientLoopCloaked() error {
 		typ, n, err := r.header(ss.srv.maxBody)
 		if err != nil {
 			ss.reportClientError(err)
+			ss.abandonCopy()
 			return err
 		}
 		switch typ {
@@ -43,6 +46,17 @@ func (ss *session) clientLoopCloaked() error {
 			_ = ss.toServer.Flush()
 			return nil
 		case 'd', 'c', 'f':
+			if c.copyIn != nil {
+				m, err := ss.readClientMessage(n)
+				if err != nil {
+					ss.abandonCopy()
+					return err
+				}
+				if err := ss.copyData(typ, m); err != nil {
+					return err
+				}
+				continue
+			}
 			if c.dropCopy {
 				// COPY data behind a refused Query (pgx sends it without
 				// waiting for CopyInResponse): it must not reach the server.
@@ -233,8 +247,22 @@ func (ss *session) query(m []byte) error {
 	if a != nil {
 		ss.track(a)
 	}
+	var cp *copyState
+	if a != nil {
+		if cp, err = ss.planCopy(a); err != nil {
+			c.mu.Lock()
+			c.q.push(pending{kind: pSimple, refusal: err})
+			c.mu.Unlock()
+			c.dropCopy = true
+			_, werr := ss.toServer.Write(queryMessage(c.inject(), refusedSQL))
+			return werr
+		}
+	}
+	if cp != nil && cp.plan.From {
+		c.copyIn = cp
+	}
 	c.mu.Lock()
-	c.q.push(pending{kind: pSimple})
+	c.q.push(pending{kind: pSimple, copy: cp})
 	c.mu.Unlock()
 	if out == nil {
 		_, err = ss.toServer.Write(m)
@@ -242,6 +270,51 @@ func (ss *session) query(m []byte) error {
 		_, err = ss.toServer.Write(queryMessage(nil, string(out)))
 	}
 	return err
+}
+
+// planCopy prepares the COPY of a protected table that a Query runs, if any.
+func (ss *session) planCopy(a *sqlplan.Analysis) (*copyState, error) {
+	for i := range a.Statements {
+		cp := a.Statements[i].Copy
+		if cp == nil {
+			continue
+		}
+		if len(a.Statements) > 1 {
+			return nil, &sqlplan.Refusal{Code: "0A000", Op: "copy", Column: cp.Schema + "." + cp.Table,
+				Reason: "COPY of a protected table must be the only statement of its query"}
+		}
+		st, err := ss.newCopy(cp)
+		if err != nil {
+			var ce *copyfmt.Error
+			if errors.As(err, &ce) {
+				return nil, &cloakError{code: ce.Code, msg: ce.Message, hint: ce.Hint, plain: true}
+			}
+			return nil, err
+		}
+		return st, nil
+	}
+	return nil, nil
+}
+
+// readClientMessage reads the whole client message whose header was read.
+func (ss *session) readClientMessage(n int) ([]byte, error) {
+	r, c := ss.fromClient, ss.cloak
+	if r.fits(n) {
+		return r.message(n)
+	}
+	m, err := r.largeMessage(c.clientScratch[:0], n)
+	c.clientScratch = m
+	return m, err
+}
+
+// abandonCopy aborts a COPY FROM whose client went away, so the server
+// stores none of it.
+func (ss *session) abandonCopy() {
+	if st := ss.cloak.copyIn; st != nil && !st.failed {
+		_ = ss.writeCopyFail("pgcloak: client connection lost during COPY")
+		_ = ss.toServer.Flush()
+	}
+	ss.cloak.copyIn = nil
 }
 
 // track follows the session state a statement changes: search_path and

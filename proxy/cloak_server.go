@@ -75,6 +75,25 @@ func (ss *session) serverLoopCloaked() error {
 				return err
 			}
 			continue
+		case 'H':
+			c.mu.Lock()
+			if head := c.q.peek(); head != nil && head.copy != nil && !head.copy.plan.From {
+				c.copyOut = head.copy
+			}
+			c.mu.Unlock()
+		case 'd', 'c':
+			if c.copyOut == nil {
+				break
+			}
+			m, err := ss.readServerMessage(n)
+			if err != nil {
+				return err
+			}
+			if err := ss.copyOutData(typ, m); err != nil {
+				ss.writeClientError(err)
+				return err
+			}
+			continue
 		case 'T', 't', 'n', '1', '2', '3', 'C', 'I', 's', 'E', 'Z', 'S':
 			m, err := ss.readServerMessage(n)
 			if err != nil {
@@ -176,8 +195,11 @@ func (ss *session) serverMessage(typ byte, m []byte) ([]byte, error) {
 			return m, nil
 		}
 		out := m
+		c.copyOut = nil
 		if head.refusal != nil {
 			out = errorMessage(head.refusal)
+		} else if head.copy != nil && head.copy.err != nil {
+			out = errorMessage(head.copy.err)
 		}
 		if head.kind == pSimple {
 			return out, nil // the Query goes on to ReadyForQuery

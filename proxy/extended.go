@@ -52,6 +52,8 @@ type pending struct {
 	// swallow marks a Describe that pgcloak injected: its answer is not
 	// forwarded to the client.
 	swallow bool
+	// copy is the COPY of a protected table that a Query runs.
+	copy *copyState
 }
 
 // statement is a prepared statement as pgcloak tracks it.
@@ -147,6 +149,10 @@ type cloak struct {
 	// dropCopy: a Query was refused; COPY data that follows it is dropped
 	// until the next other message. Client loop only.
 	dropCopy bool
+	// copyIn is the COPY FROM whose data the client is sending (client
+	// loop); copyOut the COPY TO whose data the server is sending (server
+	// loop).
+	copyIn, copyOut *copyState
 
 	// Server-loop state: the row plan for DataRows now arriving.
 	cur *rowPlan

@@ -160,7 +160,7 @@ func (a *analyzer) dispatch(st *Statement, n *pg.Node, raw *pg.RawStmt) error {
 		return nil
 	case *pg.Node_CopyStmt:
 		st.Kind = "COPY"
-		return a.copy(v.CopyStmt)
+		return a.copy(st, v.CopyStmt)
 	case *pg.Node_ViewStmt:
 		st.Kind = "CREATE VIEW"
 		return a.view(v.ViewStmt.Query)

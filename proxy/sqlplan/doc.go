@@ -89,8 +89,9 @@
 //     subqueries and CTEs); NATURAL JOIN when the compared columns are
 //     unknown; FULL JOIN … USING on protected columns; an unqualified name
 //     matching two different protected columns.
-//   - COPY to or from a protected table, or COPY (query) TO over one, until
-//     COPY support lands (one switch: copyAllowed in refuse.go).
+//   - COPY of a protected table with a server-side file or program, COPY …
+//     WHERE, and COPY (query) TO over one. COPY table FROM STDIN / TO STDOUT
+//     is planned (Statement.Copy) and its data rewritten by the session.
 //   - MERGE into or using a protected table.
 //   - Views and materialized views over protected tables (rows read through
 //     a view carry the view's OID, so the row codec could not decrypt them);

@@ -112,7 +112,41 @@ type Statement struct {
 	Execute *Execute
 	// Deallocate is set for DEALLOCATE name / ALL and DISCARD ALL.
 	Deallocate *Deallocate
+	// Copy is set for COPY of a protected table FROM STDIN or TO STDOUT:
+	// the session rewrites the data stream.
+	Copy *Copy
 }
+
+// Copy describes COPY table [(columns)] FROM STDIN | TO STDOUT [options] on
+// a table with protected columns.
+type Copy struct {
+	Schema, Table string
+	From          bool
+	// Columns are the COPY's columns in order; Protected[i] is the
+	// protected column behind Columns[i], or nil.
+	Columns   []string
+	Protected []*Column
+	Options   []CopyOption
+}
+
+// CopyOption is one option of the COPY statement as parsed.
+type CopyOption struct {
+	Name  string
+	Kind  CopyArgKind
+	Value string
+	List  []string
+}
+
+// CopyArgKind is the kind of a COPY option's argument.
+type CopyArgKind uint8
+
+const (
+	CopyArgNone CopyArgKind = iota
+	CopyArgString
+	CopyArgNumber
+	CopyArgList
+	CopyArgStar
+)
 
 // Edit is a literal that must be replaced by its ciphertext.
 type Edit struct {

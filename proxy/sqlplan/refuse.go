@@ -53,16 +53,7 @@ const (
 	whyGroups      = "randomized encryption gives equal values different ciphertexts, so the groups would be wrong; declare the column mode: deterministic"
 )
 
-// copyAllowed is the single switch that keeps COPY away from protected
-// tables until COPY support lands (issue 5): the session will then stream
-// COPY data through the row codec and this package will report the COPY's
-// table and columns instead of refusing.
-const copyAllowed = false
-
-// refuseCopy is the refusal for any COPY touching a protected table.
+// refuseCopy is the refusal for COPY (query) TO over a protected table.
 func refuseCopy(table string) error {
-	if copyAllowed {
-		return nil
-	}
-	return refuse("copy", table, "COPY of protected tables is not supported yet; use INSERT and SELECT")
+	return refuse("copy", table, "COPY (query) TO has no column identity in its output, so pgcloak could not decrypt it; use COPY table [(columns)] TO STDOUT or a SELECT")
 }

@@ -206,8 +206,8 @@ var refusalTests = []struct {
 		"resolve | customers | search_path was reset", ""},
 
 	// Statements.
-	{"COPY FROM", `COPY customers FROM STDIN`, "copy | public.customers | COPY", ""},
-	{"COPY TO with columns", `COPY app.customers (id) TO STDOUT`, "copy | app.customers | COPY", ""},
+	{"COPY FROM a server file", `COPY customers FROM '/tmp/x'`, "copy | public.customers | server-side file", ""},
+	{"COPY TO a program", `COPY app.customers (id) TO PROGRAM 'cat'`, "copy | app.customers | server-side file", ""},
 	{"COPY query", `COPY (SELECT id FROM customers) TO STDOUT`, "copy | public.customers | COPY", ""},
 	{"MERGE into", `MERGE INTO customers c USING orders o ON c.id = o.customer_id WHEN MATCHED THEN DO NOTHING`,
 		"merge into | public.customers | MERGE is not supported", ""},

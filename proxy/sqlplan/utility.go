@@ -1,6 +1,8 @@
 package sqlplan
 
 import (
+	"fmt"
+
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -254,17 +256,68 @@ func (a *analyzer) execute(st *Statement, e *pg.ExecuteStmt) error {
 	return nil
 }
 
-// copy refuses COPY to or from a protected table and COPY (query) TO over
-// one, until COPY support lands (see copyAllowed).
-func (a *analyzer) copy(c *pg.CopyStmt) error {
+// copy plans COPY of a protected table to or from the client (the session
+// streams the data through the COPY codec) and refuses the forms it cannot
+// see the data of: COPY with a server-side file or program (the server would
+// read or write plaintext itself) and COPY (query) TO over a protected table
+// (the output carries no column identity).
+func (a *analyzer) copy(st *Statement, c *pg.CopyStmt) error {
 	if c.Relation != nil {
 		r, err := a.tableRel(c.Relation, nil, false)
 		if err != nil {
 			return err
 		}
-		if len(r.cols) > 0 {
-			return refuseCopy(r.table)
+		if len(r.cols) == 0 {
+			return nil
 		}
+		if c.Filename != "" || c.IsProgram {
+			return refuse("copy", r.table, "COPY with a server-side file or program would move plaintext around pgcloak; use COPY … FROM STDIN / TO STDOUT (psql \\copy)")
+		}
+		if c.WhereClause != nil {
+			return refuse("copy", r.table, "COPY FROM … WHERE is not supported on protected tables")
+		}
+		cols := r.all
+		if len(c.Attlist) > 0 {
+			cols = nil
+			for _, n := range c.Attlist {
+				cols = append(cols, str(n))
+			}
+		}
+		if len(cols) == 0 {
+			return refuse("copy", r.table, "its columns are unknown")
+		}
+		cp := &Copy{Schema: r.schema, Table: c.Relation.Relname, From: c.IsFrom, Columns: cols, Protected: make([]*Column, len(cols))}
+		for i, name := range cols {
+			cp.Protected[i] = r.cols[name]
+		}
+		for _, o := range c.Options {
+			d := o.GetDefElem()
+			if d == nil {
+				continue
+			}
+			opt := CopyOption{Name: d.Defname}
+			switch {
+			case d.Arg == nil:
+			case d.Arg.GetString_() != nil:
+				opt.Kind, opt.Value = CopyArgString, d.Arg.GetString_().Sval
+			case d.Arg.GetBoolean() != nil:
+				opt.Kind, opt.Value = CopyArgString, map[bool]string{true: "true", false: "false"}[d.Arg.GetBoolean().Boolval]
+			case d.Arg.GetInteger() != nil:
+				opt.Kind, opt.Value = CopyArgNumber, fmt.Sprint(d.Arg.GetInteger().Ival)
+			case d.Arg.GetAStar() != nil:
+				opt.Kind = CopyArgStar
+			case d.Arg.GetList() != nil:
+				opt.Kind = CopyArgList
+				for _, item := range d.Arg.GetList().GetItems() {
+					opt.List = append(opt.List, str(item))
+				}
+			default:
+				return refuse("copy", r.table, fmt.Sprintf("COPY option %s has an argument pgcloak does not read", d.Defname))
+			}
+			cp.Options = append(cp.Options, opt)
+		}
+		st.Copy = cp
+		return nil
 	}
 	if c.Query != nil {
 		mark := len(a.touched)

@@ -1,0 +1,238 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/pgcloak/pgcloak/proxy/copyfmt"
+	"github.com/pgcloak/pgcloak/proxy/sqlplan"
+)
+
+// copyState is a COPY of a protected table in progress. For COPY FROM the
+// client loop owns it; for COPY TO, the server loop.
+type copyState struct {
+	plan *sqlplan.Copy
+	cfg  copyfmt.Config
+	rw   *copyfmt.Rewriter
+	cols []*column
+	// err, set by the client loop under cloak.mu, replaces the ErrorResponse
+	// PostgreSQL gives for the CopyFail that pgcloak sent.
+	err error
+	// failed: CopyFail was sent; the rest of the client's data is dropped.
+	failed bool
+	out    []byte
+	value  []byte
+}
+
+// newCopy prepares the rewriter for a planned COPY.
+func (ss *session) newCopy(cp *sqlplan.Copy) (*copyState, error) {
+	opts := make([]copyfmt.Option, len(cp.Options))
+	for i, o := range cp.Options {
+		opts[i] = copyfmt.Option{Name: o.Name, Kind: copyfmt.ArgKind(o.Kind), Value: o.Value, List: o.List}
+	}
+	o, err := copyfmt.ParseOptions(opts, cp.From)
+	if err != nil {
+		return nil, err
+	}
+	st := &copyState{plan: cp, cols: make([]*column, len(cp.Columns))}
+	protected := make([]bool, len(cp.Columns))
+	for i, pc := range cp.Protected {
+		if pc != nil {
+			st.cols[i] = ss.cloak.p.byPlan[pc]
+			protected[i] = st.cols[i] != nil
+		}
+	}
+	dir := copyfmt.Out
+	fn := ss.copyDecrypt(st)
+	if cp.From {
+		dir, fn = copyfmt.In, ss.copyEncrypt(st)
+	}
+	st.cfg = copyfmt.Config{Options: o, Direction: dir, Table: cp.Table, Columns: cp.Columns, Protected: protected, Transform: fn}
+	if st.rw, err = copyfmt.NewRewriter(st.cfg); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// valueFormat is the format of field values in a COPY of this format.
+func valueFormat(o copyfmt.Options) int16 {
+	if o.Format == copyfmt.Binary {
+		return 1
+	}
+	return 0
+}
+
+// copyEncrypt is the field transform of COPY FROM: the client's value of the
+// logical type becomes its ciphertext.
+func (ss *session) copyEncrypt(st *copyState) copyfmt.FieldFunc {
+	return func(dst []byte, i int, v []byte) ([]byte, error) {
+		col := st.cols[i]
+		ct, err := ss.encrypt(col, valueFormat(st.cfg.Options), v)
+		if err != nil {
+			return dst, err
+		}
+		return append(dst, ct...), nil
+	}
+}
+
+// copyDecrypt is the field transform of COPY TO: ciphertext becomes the
+// logical value in the COPY's format.
+func (ss *session) copyDecrypt(st *copyState) copyfmt.FieldFunc {
+	return func(dst []byte, i int, v []byte) ([]byte, error) {
+		col := st.cols[i]
+		plain, err := ss.decryptValue(fieldPlan{col: col, format: 1}, v)
+		if err != nil {
+			return dst, err
+		}
+		return col.typ.Encode(dst, plain, valueFormat(st.cfg.Options), ss.cloak.fmt.Load())
+	}
+}
+
+// copyData handles a client message of a COPY FROM in progress ('d', 'c',
+// 'f'; m is the whole message).
+func (ss *session) copyData(typ byte, m []byte) error {
+	c := ss.cloak
+	st := c.copyIn
+	if st.failed {
+		if typ != 'd' {
+			c.copyIn = nil
+		}
+		return nil
+	}
+	var err error
+	switch typ {
+	case 'd':
+		st.out, err = st.rw.Write(st.out[:0], m[headerLen:])
+	case 'c':
+		st.out, err = st.rw.Close(st.out[:0])
+	case 'f':
+		c.copyIn = nil
+		_, werr := ss.toServer.Write(m)
+		return werr
+	}
+	if err == nil && len(st.out) > 0 {
+		err = ss.writeCopyData(st.out)
+	}
+	if err != nil {
+		return ss.failCopy(st, err)
+	}
+	if typ == 'c' {
+		c.copyIn = nil
+		_, err = ss.toServer.Write(m)
+	}
+	if cap(st.out) > 1<<20 {
+		st.out = nil
+	}
+	return err
+}
+
+// writeCopyData sends data to the server as CopyData messages.
+func (ss *session) writeCopyData(data []byte) error {
+	const max = 1 << 20
+	for len(data) > 0 {
+		n := min(len(data), max)
+		var hdr [headerLen]byte
+		hdr[0] = 'd'
+		binary.BigEndian.PutUint32(hdr[1:], uint32(n+4))
+		if _, err := ss.toServer.Write(hdr[:]); err != nil {
+			return err
+		}
+		if _, err := ss.toServer.Write(data[:n]); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return nil
+}
+
+// failCopy ends a COPY FROM whose data pgcloak cannot take: CopyFail makes
+// PostgreSQL abort it (nothing is stored), and its error is replaced by
+// pgcloak's, which carries PostgreSQL's SQLSTATE for the same mistake.
+func (ss *session) failCopy(st *copyState, err error) error {
+	var werr error
+	if !errors.Is(err, errConnLost) {
+		werr = ss.writeCopyFail("pgcloak: COPY data rejected")
+	}
+	ss.cloak.mu.Lock()
+	st.err = copyError(st, err)
+	ss.cloak.mu.Unlock()
+	st.failed = true
+	return werr
+}
+
+// errConnLost marks a client gone mid-COPY.
+var errConnLost = errors.New("client connection lost during COPY")
+
+func (ss *session) writeCopyFail(msg string) error {
+	m := append([]byte{'f', 0, 0, 0, 0}, msg...)
+	m = append(m, 0)
+	binary.BigEndian.PutUint32(m[1:], uint32(len(m)-1))
+	_, err := ss.toServer.Write(m)
+	return err
+}
+
+// copyError turns a rewriter error into the error the client gets.
+func copyError(st *copyState, err error) error {
+	var ce *copyfmt.Error
+	if !errors.As(err, &ce) {
+		return err
+	}
+	if ce.Code == "" && ce.Err != nil {
+		// The transform failed: a value invalid for the column's type, or
+		// a key problem. Keep its code, add PostgreSQL's context.
+		var cl *cloakError
+		if errors.As(ce.Err, &cl) {
+			out := *cl
+			out.detail = joinContext(out.detail, ce.Context)
+			return &out
+		}
+		return ce.Err
+	}
+	return &cloakError{code: ce.Code, msg: fmt.Sprint(ce.Message), hint: ce.Hint, detail: ce.Context, plain: !ce.Own}
+}
+
+func joinContext(detail, ctx string) string {
+	if detail == "" {
+		return ctx
+	}
+	if ctx == "" {
+		return detail
+	}
+	return detail + "; " + ctx
+}
+
+// copyOutData handles a server message of a COPY TO in progress.
+func (ss *session) copyOutData(typ byte, m []byte) error {
+	st := ss.cloak.copyOut
+	var err error
+	if typ == 'd' {
+		st.out, err = st.rw.Write(st.out[:0], m[headerLen:])
+	} else {
+		st.out, err = st.rw.Close(st.out[:0])
+		ss.cloak.copyOut = nil
+	}
+	if err != nil {
+		return copyError(st, err)
+	}
+	for data := st.out; len(data) > 0; {
+		n := min(len(data), 1<<20)
+		var hdr [headerLen]byte
+		hdr[0] = 'd'
+		binary.BigEndian.PutUint32(hdr[1:], uint32(n+4))
+		if _, err := ss.toClient.Write(hdr[:]); err != nil {
+			return err
+		}
+		if _, err := ss.toClient.Write(data[:n]); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	if cap(st.out) > 1<<20 {
+		st.out = nil
+	}
+	if typ == 'c' {
+		_, err = ss.toClient.Write(m)
+	}
+	return err
+}
