@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"time"
 
@@ -27,6 +29,7 @@ tables:
   public.big_enc: {full_name: {type: text, key: pii}, email: {type: text, key: pii}, phone: {type: text, key: pii}}
   public.ins_enc: {full_name: {type: text, key: pii}, email: {type: text, key: pii}, phone: {type: text, key: pii}}
   public.det_enc: {phone: {type: text, key: pii, mode: deterministic}}
+  public.copy_enc: {full_name: {type: text, key: pii}, email: {type: text, key: pii}, phone: {type: text, key: pii}}
 `
 
 // startPgcloakEnc runs pgcloak with the tables of encryption_setup.sql
@@ -94,5 +97,39 @@ func fillEncrypted(ctx context.Context, port int) error {
 	if err := c.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("filling det_enc through pgcloak: %w", err)
 	}
+	return nil
+}
+
+// measureCopy loads rows rows with COPY FROM STDIN (text format) into
+// copy_plain and copy_enc through pgcloak-enc, alternating, rounds times,
+// and prints the median rates and their ratio.
+func measureCopy(ctx context.Context, port, rows, rounds int) error {
+	dsn := fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", benchUser, port, benchDB)
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	var data bytes.Buffer
+	for i := 1; i <= rows; i++ {
+		fmt.Fprintf(&data, "%d\tCustomer Name %d\tcustomer%d@example.com\t+81-3-5555-%04d\n", i, i, i, i%10000)
+	}
+	rates := map[string][]float64{}
+	for range rounds {
+		for _, table := range []string{"copy_plain", "copy_enc"} {
+			if _, err := c.Exec(ctx, "TRUNCATE "+table); err != nil {
+				return err
+			}
+			start := time.Now()
+			if _, err := c.PgConn().CopyFrom(ctx, bytes.NewReader(data.Bytes()), "COPY "+table+" FROM STDIN"); err != nil {
+				return fmt.Errorf("COPY %s: %w", table, err)
+			}
+			rates[table] = append(rates[table], float64(rows)/time.Since(start).Seconds())
+		}
+	}
+	median := func(v []float64) float64 { sort.Float64s(v); return v[len(v)/2] }
+	p, e := median(rates["copy_plain"]), median(rates["copy_enc"])
+	fmt.Printf("\nCOPY FROM STDIN through pgcloak, %d rows x 3 text columns, median of %d: plaintext %.0f rows/s, protected %.0f rows/s, ratio %.2f\n",
+		rows, rounds, p, e, e/p)
 	return nil
 }

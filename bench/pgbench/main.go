@@ -90,6 +90,7 @@ type options struct {
 	setup      string
 	gomaxprocs int
 	upstream   string // how the proxies reach PostgreSQL: tcp or unix
+	copyRows   int    // rows of the COPY measurement of pgcloak-enc (0: none)
 	pgcloak    string
 	jsonPath   string
 	mdPath     string
@@ -139,6 +140,7 @@ func parseFlags() options {
 	flag.StringVar(&ratios, "ratios", "pgcloak/direct,pgcloak/pgbouncer,pgbouncer/direct", "TPS ratios to report, A/B; those naming a target not in the run are left out")
 	flag.Var(&scripts, "script", "pgbench script `FILE` to run instead of the select-only one (repeatable: one workload per script)")
 	flag.StringVar(&o.setup, "setup", "", "SQL `FILE` run once after pgbench -i")
+	flag.IntVar(&o.copyRows, "copy", 0, "with target pgcloak-enc: also time COPY FROM STDIN of this many rows into a plaintext and a protected table")
 	flag.StringVar(&o.upstream, "upstream", "unix", "how PgBouncer and pgcloak reach PostgreSQL: unix (its socket, the usual co-located setup) or tcp (127.0.0.1)")
 	flag.IntVar(&o.gomaxprocs, "gomaxprocs", 1, "GOMAXPROCS of the pgcloak process (0: Go's default, one per CPU)")
 	flag.StringVar(&o.pgcloak, "pgcloak", "", "pgcloak `binary` to run (default: go build this checkout)")
@@ -279,6 +281,15 @@ func run(ctx context.Context, o options, e *env) (err error) {
 
 	fmt.Println()
 	rep.writeTable(os.Stdout)
+	if o.copyRows > 0 {
+		for _, t := range targets {
+			if t.Name == "pgcloak-enc" {
+				if err := measureCopy(ctx, t.Port, o.copyRows, o.rounds); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	if o.jsonPath != "" {
 		if err := rep.writeJSON(o.jsonPath); err != nil {
 			return err

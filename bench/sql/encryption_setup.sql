@@ -14,3 +14,5 @@ CREATE TABLE det_enc   (id int PRIMARY KEY, phone bytea UNIQUE);
 INSERT INTO t_plain SELECT i, 'Customer Name ' || i, 'customer' || i || '@example.com', '+81-3-5555-' || lpad(i::text, 4, '0') FROM generate_series(1, 10000) i;
 INSERT INTO big_plain SELECT i, 'Customer Name ' || i, 'customer' || i || '@example.com', '+81-3-5555-' || lpad(i::text, 4, '0') FROM generate_series(1, 100000) i;
 INSERT INTO det_plain SELECT i, i::text FROM generate_series(1, 10000) i;
+CREATE TABLE copy_plain (id int, full_name text, email text, phone text);
+CREATE TABLE copy_enc   (id int, full_name bytea, email bytea, phone bytea);
