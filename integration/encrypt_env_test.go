@@ -2,17 +2,13 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/pgcloak/pgcloak/cmd"
@@ -86,47 +82,15 @@ tables:
 		t.Fatal(err)
 	}
 	cfg.Listen = "127.0.0.1:0"
-	e.addr, e.srv = startEncProxy(t, cfg, e.db)
+	e.addr, e.srv = startEncProxy(t, cfg)
 	return e
 }
 
 // startEncProxy loads keys and the catalog the way serve does and starts
-// pgcloak in process.
-func startEncProxy(t *testing.T, cfg *config.Config, db string) (string, *proxy.Server) {
+// pgcloak in process, logging to the test.
+func startEncProxy(t *testing.T, cfg *config.Config) (string, *proxy.Server) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	log := zaptest.NewLogger(t)
-	keys, closeKeys, err := cmd.OpenKeyrings(ctx, cfg, log)
-	if err != nil {
-		t.Fatalf("loading keys: %v", err)
-	}
-	conn, err := pgx.Connect(ctx, cfg.AdminDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prot, err := proxy.LoadProtection(ctx, conn, cfg, keys)
-	conn.Close(ctx)
-	if err != nil {
-		closeKeys()
-		t.Fatalf("LoadProtection: %v", err)
-	}
-	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: log, Registry: prometheus.NewRegistry(), Protection: prot})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		<-served
-		closeKeys()
-	})
-	return ln.Addr().String(), srv
+	return startCloakProxy(t, cfg, zaptest.NewLogger(t))
 }
 
 // dsn is a connection string to the env's database through pgcloak as the

@@ -101,7 +101,8 @@ tables:
 	return e
 }
 
-// startCloakProxy is startEncProxy with the logger given.
+// startCloakProxy loads keys and the catalog the way serve does and starts
+// pgcloak in process with the logger given.
 func startCloakProxy(t *testing.T, cfg *config.Config, log *zap.Logger) (string, *proxy.Server) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
