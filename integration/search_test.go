@@ -3,11 +3,14 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgcloak/pgcloak/integration/harness"
 )
 
 const searchSchema = `
@@ -177,5 +180,51 @@ func TestDeterministicIndexScan(t *testing.T) {
 	var id int
 	if err := c.QueryRow(ctx, `SELECT id FROM people WHERE email = $1`, "user4242@example.com").Scan(&id); err != nil || id != 4242 {
 		t.Fatalf("lookup: %d, %v", id, err)
+	}
+}
+
+// TestDeterministicSearchPsql runs the search forms through psql (simple
+// protocol, literals) and compares the output with the same statements on
+// a plaintext twin of the tables, directly in PostgreSQL.
+func TestDeterministicSearchPsql(t *testing.T) {
+	psql := harness.RequireBinary(t, "psql")
+	e := newEncEnv(t, encEnvOptions{schema: searchSchema + `
+CREATE TABLE people_plain (id int PRIMARY KEY, email text UNIQUE, phone text, country text);
+CREATE TABLE contacts_plain (id int PRIMARY KEY, email text, note text);`, tables: searchTables})
+	load := `INSERT INTO %[1]s VALUES (1, 'ada@example.org', '+81-0', 'X'), (2, 'grace@example.com', '+81-1', 'X'), (3, 'taro@example.jp', '+81-2', 'Y'), (4, NULL, '+81-9', 'Y');
+INSERT INTO %[2]s VALUES (10, 'grace@example.com', 'n1'), (11, 'nobody@example.net', 'n2');
+`
+	queries := `SELECT id FROM %[1]s WHERE email = 'grace@example.com';
+SELECT id FROM %[1]s WHERE email IN ('ada@example.org', 'taro@example.jp') ORDER BY id;
+SELECT id FROM %[1]s WHERE email <> 'ada@example.org' ORDER BY id;
+SELECT id FROM %[1]s WHERE email IS NULL;
+SELECT count(*) FROM (SELECT email FROM %[1]s WHERE email IS NOT NULL GROUP BY email) g;
+SELECT p.email, count(*) FROM %[1]s p WHERE p.email = 'taro@example.jp' GROUP BY p.email;
+SELECT count(DISTINCT email) FROM %[1]s;
+SELECT p.id, c.note FROM %[1]s p JOIN %[2]s c ON p.email = c.email;
+UPDATE %[1]s SET country = 'Z' WHERE email = 'ada@example.org';
+DELETE FROM %[2]s WHERE email = 'nobody@example.net';
+INSERT INTO %[1]s VALUES (5, 'grace@example.com', NULL, 'X') ON CONFLICT (email) DO UPDATE SET phone = EXCLUDED.phone;
+SELECT id, email, phone, country FROM %[1]s ORDER BY id;
+`
+	run := func(dsn, people, contacts string) string {
+		t.Helper()
+		script := fmt.Sprintf(load+queries, people, contacts)
+		cmd := exec.Command(psql, "-X", "-A", "-q", "-v", "ON_ERROR_STOP=1", dsn)
+		cmd.Stdin = strings.NewReader(script)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("psql: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	through := run(e.dsn(), "people", "contacts")
+	direct := run(e.directDSN(), "people_plain", "contacts_plain")
+	if through != direct {
+		t.Fatalf("through pgcloak:\n%s\nplaintext tables directly:\n%s", through, direct)
+	}
+	_, err := exec.Command(psql, "-X", "-v", "ON_ERROR_STOP=1", "-c", "SELECT id FROM people WHERE email LIKE '%example%'", e.dsn()).CombinedOutput()
+	if err == nil {
+		t.Fatal("LIKE on a deterministic column was not refused")
 	}
 }
