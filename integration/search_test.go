@@ -228,3 +228,35 @@ SELECT id, email, phone, country FROM %[1]s ORDER BY id;
 		t.Fatal("LIKE on a deterministic column was not refused")
 	}
 }
+
+// TestDeterministicSearchJDBC runs the search forms with PgJDBC
+// PreparedStatements (testdata/clients/Search.java; unnamed statements, then
+// named ones from the fifth execution) and compares the output with the
+// plaintext twin tables read directly.
+func TestDeterministicSearchJDBC(t *testing.T) {
+	java, err := exec.LookPath("java")
+	if err != nil {
+		t.Fatalf("java not found in PATH; to install: apt-get install -y openjdk-17-jdk-headless libpostgresql-jdbc-java")
+	}
+	e := newEncEnv(t, encEnvOptions{schema: searchSchema + `
+CREATE TABLE people_plain (id int PRIMARY KEY, email text UNIQUE, phone text, country text);
+CREATE TABLE contacts_plain (id int PRIMARY KEY, email text, note text);`, tables: searchTables})
+	run := func(dsn, people, contacts string) string {
+		t.Helper()
+		cmd := exec.Command(java, "-cp", jdbcJar, "Search.java", jdbcURL(t, dsn, "default"), people, contacts)
+		cmd.Dir = "testdata/clients"
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("java Search.java: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	through := run(e.dsn(), "people", "contacts")
+	direct := run(e.directDSN(), "people_plain", "contacts_plain")
+	if through != direct {
+		t.Fatalf("through pgcloak:\n%s\nplaintext tables directly:\n%s", through, direct)
+	}
+	if !strings.Contains(through, "duplicate 23505") {
+		t.Fatalf("no unique violation:\n%s", through)
+	}
+}
