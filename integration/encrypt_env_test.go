@@ -1,18 +1,12 @@
 package integration
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"go.uber.org/zap/zaptest"
 
-	"github.com/pgcloak/pgcloak/cmd"
-	"github.com/pgcloak/pgcloak/config"
 	"github.com/pgcloak/pgcloak/integration/harness"
 	"github.com/pgcloak/pgcloak/proxy"
 )
@@ -37,60 +31,12 @@ type encEnvOptions struct {
 	extra  string // more top-level YAML (e.g. "shadow: true")
 }
 
-// newEncEnv creates the database, runs schema, writes the config, runs
-// `pgcloak keys init` and starts pgcloak with the protected columns loaded as
-// `serve` loads them.
+// newEncEnv creates a database on the shared cluster, runs schema, writes
+// the config, runs `pgcloak keys init` and starts pgcloak with the protected
+// columns loaded as `serve` loads them (newCloakEnv with its defaults).
 func newEncEnv(t *testing.T, o encEnvOptions) *encEnv {
 	t.Helper()
-	pg := sharedPG(t)
-	e := &encEnv{t: t, pg: pg, vault: sharedVault(t), dir: t.TempDir()}
-	e.db = "enc_" + randomSuffix()
-	if err := pg.ExecDB("postgres", "CREATE DATABASE "+e.db); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pg.ExecDB("postgres", "DROP DATABASE IF EXISTS "+e.db+" WITH (FORCE)") })
-	if o.schema != "" {
-		if err := pg.ExecDB(e.db, o.schema); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(e.dir, "vault-token"), []byte(e.vault.RootToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	yaml := fmt.Sprintf(`upstream: "host=%s port=%d sslmode=disable"
-admin_dsn: %q
-kms:
-  vault:
-    address: %s
-    auth: {method: token, token_file: vault-token}
-keys:
-  pii: {transit_key: pgcloak-pii-%s}
-tables:
-%s
-%s
-`, pg.Host, pg.Port, pg.DSN(harness.SuperUser, e.db), e.vault.Addr, e.db, indent(o.tables), o.extra)
-	e.config = filepath.Join(e.dir, "pgcloak.yaml")
-	if err := os.WriteFile(e.config, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var out, errb bytes.Buffer
-	if code := cmd.RunKeys([]string{"init", "--config", e.config, "--log-level", "warn"}, &out, &errb); code != 0 {
-		t.Fatalf("pgcloak keys init: exit %d: %s", code, errb.String())
-	}
-	cfg, err := config.Load(e.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listen = "127.0.0.1:0"
-	e.addr, e.srv = startEncProxy(t, cfg)
-	return e
-}
-
-// startEncProxy loads keys and the catalog the way serve does and starts
-// pgcloak in process, logging to the test.
-func startEncProxy(t *testing.T, cfg *config.Config) (string, *proxy.Server) {
-	t.Helper()
-	return startCloakProxy(t, cfg, zaptest.NewLogger(t))
+	return newCloakEnv(t, cloakEnvOptions{encEnvOptions: o})
 }
 
 // dsn is a connection string to the env's database through pgcloak as the

@@ -38,9 +38,10 @@ type cloakEnvOptions struct {
 	upstream string
 }
 
-// newCloakEnv is newEncEnv on a cluster of the test's choosing (for the leak
-// scan, which needs statement logging) and with a logger it can read (for
-// shadow mode, whose only trace is a warning).
+// newCloakEnv makes an encEnv: a database of its own, the config, `pgcloak
+// keys init`, and pgcloak started as serve starts it. The cluster may be the
+// test's own (the leak scan needs statement logging) and the logger one it
+// can read (shadow mode's only trace is a warning).
 func newCloakEnv(t *testing.T, o cloakEnvOptions) *encEnv {
 	t.Helper()
 	pg := o.pg
