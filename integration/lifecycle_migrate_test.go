@@ -390,28 +390,7 @@ func lcCheckThrough(t *testing.T, e *lcEnv, p *lcProxy, want map[int]lcValues) {
 	c := e.connect(e.dsn(p))
 	defer c.Close(context.Background())
 	rows, err := c.Query(context.Background(), `SELECT id, email, birth, amount FROM customers`, pgx.QueryExecModeSimpleProtocol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var id int32
-		var v lcValues
-		if err := rows.Scan(&id, &v[0], &v[1], &v[2]); err != nil {
-			t.Fatal(err)
-		}
-		if v != want[int(id)] {
-			t.Fatalf("through pgcloak row %d = %q, want %q", id, v, want[int(id)])
-		}
-		n++
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if n != len(want) {
-		t.Fatalf("through pgcloak: %d rows, want %d", n, len(want))
-	}
+	lcCompareRows(t, "through pgcloak", rows, err, want)
 }
 
 // lcCheckRestored reads the restored plaintext table directly.
@@ -426,6 +405,12 @@ func lcCheckRestored(t *testing.T, d *pgx.Conn, want map[int]lcValues) {
 		t.Fatalf("restored types: %s", types)
 	}
 	rows, err := d.Query(context.Background(), `SELECT id, email, birth::text, amount::text FROM customers`)
+	lcCompareRows(t, "restored", rows, err, want)
+}
+
+// lcCompareRows checks that rows (id and three values) are exactly want.
+func lcCompareRows(t *testing.T, what string, rows pgx.Rows, err error, want map[int]lcValues) {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +423,7 @@ func lcCheckRestored(t *testing.T, d *pgx.Conn, want map[int]lcValues) {
 			t.Fatal(err)
 		}
 		if v != want[int(id)] {
-			t.Fatalf("restored row %d = %q, want %q", id, v, want[int(id)])
+			t.Fatalf("%s row %d = %q, want %q", what, id, v, want[int(id)])
 		}
 		n++
 	}
@@ -446,7 +431,7 @@ func lcCheckRestored(t *testing.T, d *pgx.Conn, want map[int]lcValues) {
 		t.Fatal(err)
 	}
 	if n != len(want) {
-		t.Fatalf("restored: %d rows, want %d", n, len(want))
+		t.Fatalf("%s: %d rows, want %d", what, n, len(want))
 	}
 }
 
