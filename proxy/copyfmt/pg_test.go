@@ -238,7 +238,7 @@ func TestPostgresCopyFrom(t *testing.T) {
 			data := []byte(in)
 			pgGrid, pgErr := e.copyIn("t", set.sql, data)
 			ours := ourIn(t, o, nil, data)
-			if ours.err != pgErr || pgErr == "" && showGrid(ours.grid) != showGrid(pgGrid) {
+			if !sameCopyError(pgErr, ours.err) || pgErr == "" && showGrid(ours.grid) != showGrid(pgGrid) {
 				failed++
 				t.Errorf("COPY t FROM STDIN %s\n input %q\n pg   err=%q rows=%s\n ours err=%q rows=%s",
 					set.sql, in, pgErr, showGrid(pgGrid), ours.err, showGrid(ours.grid))
@@ -311,7 +311,7 @@ func TestPostgresCopyFromBinary(t *testing.T) {
 			// Rewriter hands it on (the FieldFunc validates it).
 			continue
 		}
-		if ours.err != pgErr || pgErr == "" && showGrid(ours.grid) != showGrid(pgGrid) {
+		if !sameCopyError(pgErr, ours.err) || pgErr == "" && showGrid(ours.grid) != showGrid(pgGrid) {
 			t.Errorf("input %q\n pg   err=%q rows=%s\n ours err=%q rows=%s", data, pgErr, showGrid(pgGrid), ours.err, showGrid(ours.grid))
 			continue
 		}
@@ -374,7 +374,7 @@ func TestPostgresCopyFromBinaryRandom(t *testing.T) {
 		if strings.HasPrefix(pgErr, "22021|") {
 			continue // text's receive function refused a value (the FieldFunc's job)
 		}
-		if ours.err != pgErr || pgErr == "" && showGrid(ours.grid) != showGrid(pgGrid) {
+		if !sameCopyError(pgErr, ours.err) || pgErr == "" && showGrid(ours.grid) != showGrid(pgGrid) {
 			t.Errorf("input %q\n pg   err=%q rows=%s\n ours err=%q rows=%s", data, pgErr, showGrid(pgGrid), ours.err, showGrid(ours.grid))
 			continue
 		}
@@ -573,4 +573,15 @@ func TestPostgresOptions(t *testing.T) {
 			}
 		}
 	}
+}
+
+// sameCopyError reports whether our rewriter failed the way PostgreSQL did.
+// One difference is by design: a corrupted binary length word can claim
+// gigabytes, which PostgreSQL fails allocating ("out of memory") and we refuse
+// earlier at Config.MaxRow. Both are 54000 and store nothing.
+func sameCopyError(pg, ours string) bool {
+	if strings.HasPrefix(pg, CodeProgramLimitExceeded+"|") && strings.HasPrefix(ours, CodeProgramLimitExceeded+"|") {
+		return true
+	}
+	return pg == ours
 }
