@@ -41,6 +41,14 @@ type columnData struct {
 	// only the CMAC of its plaintext and the CTR pass. The state is a CMAC
 	// output derived from the key, not the key; it is replaced on rotation.
 	siv atomic.Pointer[sivState]
+	// gcmAD caches the AES-GCM associated data (Randomized header ||
+	// identity) for the last active key, for the same reason.
+	gcmAD atomic.Pointer[gcmAD]
+}
+
+type gcmAD struct {
+	key *key
+	ad  []byte
 }
 
 type sivState struct {

@@ -190,13 +190,19 @@ func (k *Keyring) Zero() {
 	}
 }
 
-// adPool holds buffers for the AES-GCM associated data (header || column
-// identity). cipher.AEAD is an interface, so a stack buffer passed to it would
-// escape to the heap; a pooled one costs no allocation.
-var adPool = sync.Pool{New: func() any { return new(adBuf) }}
-
-// adBuf fits the header and the longest column identity.
-type adBuf [HeaderLen + 3*maxNameLen + 2]byte
+// gcmAD returns the AES-GCM associated data of col under this key: the
+// Randomized header || col's identity. It is cached on col for the active key
+// (as sivState is); an older key's costs one allocation per value.
+func (nk *key) gcmAD(col ColumnID, active bool) []byte {
+	if c := col.p.gcmAD.Load(); c != nil && c.key == nk {
+		return c.ad
+	}
+	ad := append(nk.hdr[Randomized-1][:], col.p.ad...)
+	if active {
+		col.p.gcmAD.Store(&gcmAD{key: nk, ad: ad})
+	}
+	return ad
+}
 
 // Encrypt encrypts plaintext for column col in mode with the active key,
 // appends the value (see FORMAT.md) to dst and returns the extended slice. It
@@ -218,10 +224,7 @@ func (k *Keyring) Encrypt(dst, plaintext []byte, col ColumnID, mode Mode) ([]byt
 		copy(hdr, nk.hdr[Randomized-1][:])
 		nonce := out[HeaderLen : HeaderLen+gcmNonceLen]
 		rand.Read(nonce) // never fails: since Go 1.24 a broken entropy source crashes the program
-		buf := adPool.Get().(*adBuf)
-		ad := append(append(buf[:0], hdr...), col.p.ad...)
-		nk.gcm.Seal(out[HeaderLen+gcmNonceLen:HeaderLen+gcmNonceLen], nonce, plaintext, ad)
-		adPool.Put(buf)
+		nk.gcm.Seal(out[HeaderLen+gcmNonceLen:HeaderLen+gcmNonceLen], nonce, plaintext, nk.gcmAD(col, true))
 		return ret, nil
 	case Deterministic:
 		ret, out := grow(dst, DeterministicOverhead+len(plaintext))
@@ -261,12 +264,10 @@ func (k *Keyring) Decrypt(dst, value []byte, col ColumnID) ([]byte, error) {
 	}
 	switch h.Mode {
 	case Randomized:
-		hdr := value[:HeaderLen]
+		// The value's header is nk.hdr[Randomized-1]: ParseHeader checked
+		// every other field and the key version picked nk.
 		nonce := value[HeaderLen : HeaderLen+gcmNonceLen]
-		buf := adPool.Get().(*adBuf)
-		ad := append(append(buf[:0], hdr...), col.p.ad...)
-		out, err := nk.gcm.Open(dst, nonce, value[HeaderLen+gcmNonceLen:], ad)
-		adPool.Put(buf)
+		out, err := nk.gcm.Open(dst, nonce, value[HeaderLen+gcmNonceLen:], nk.gcmAD(col, nk == s.keys[0]))
 		if err != nil {
 			return nil, ErrAuthFailed
 		}

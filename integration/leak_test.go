@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -432,19 +431,7 @@ func leakWhich(data []byte, v string) string {
 // CopyDone. pgcloak refuses the COPY; the data must not reach PostgreSQL.
 func refusedCopyIn(t *testing.T, e *encEnv, value string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
-	defer cancel()
-	pc, err := pgconn.Connect(ctx, e.dsn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, err := pc.Hijack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hc.Conn.Close()
-	_ = hc.Conn.SetDeadline(time.Now().Add(queryTimeout))
-	fe := hc.Frontend
+	fe := hijacked(t, e.dsn())
 	fe.Send(&pgproto3.Query{String: "COPY customers (id, email) FROM STDIN WHERE id > 0"})
 	fe.Send(&pgproto3.CopyData{Data: []byte("30\t" + value + "\n")})
 	fe.Send(&pgproto3.CopyDone{})

@@ -37,6 +37,11 @@ func (ss *session) clientLoopCloaked() error {
 			ss.abandonCopy()
 			return err
 		}
+		if c.describeNext != nil && typ != 'D' {
+			if err := ss.describeParsed(); err != nil {
+				return err
+			}
+		}
 		switch typ {
 		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'F':
 		case 'X':
@@ -113,6 +118,13 @@ func (ss *session) clientMessage(typ byte, m []byte) error {
 			return &protocolError{"invalid Describe message"}
 		}
 		name := cstring(body[1:])
+		if next := c.describeNext; next != nil {
+			if body[0] == 'S' && name == next.name {
+				c.describeNext = nil // the client asks itself
+			} else if err := ss.describeParsed(); err != nil {
+				return err
+			}
+		}
 		c.mu.Lock()
 		if body[0] == 'S' {
 			c.mu.Unlock()
@@ -140,7 +152,7 @@ func (ss *session) clientMessage(typ byte, m []byte) error {
 			po.describeRequested = true
 			c.q.push(pending{kind: pDescribePortal, portal: po, swallow: true})
 			c.mu.Unlock()
-			if _, err := ss.toServer.Write(describePortal(c.inject(), name)); err != nil {
+			if _, err := ss.toServer.Write(describeMessage(c.inject(), 'P', name)); err != nil {
 				return err
 			}
 			c.mu.Lock()
@@ -173,11 +185,27 @@ func (ss *session) clientMessage(typ byte, m []byte) error {
 	return err
 }
 
+// describeParsed sends the Describe of the statement just parsed that the
+// client did not ask for, and keeps the answer to itself: knowing a named
+// statement's result columns before its first Bind lets pgcloak ask the
+// server for protected columns in binary (see rowPlan.serverResultFormats).
+func (ss *session) describeParsed() error {
+	c := ss.cloak
+	st := c.describeNext
+	c.describeNext = nil
+	c.mu.Lock()
+	st.describeRequested = true
+	c.q.push(pending{kind: pDescribeStmt, stmt: st, swallow: true})
+	c.mu.Unlock()
+	_, err := ss.toServer.Write(describeMessage(c.inject(), 'S', st.name))
+	return err
+}
+
 // inject returns the (emptied) buffer for a message pgcloak writes itself.
 func (c *cloak) inject() []byte { return c.injectScratch[:0] }
 
-func describePortal(dst []byte, name string) []byte {
-	dst = append(dst, 'D', 0, 0, 0, 0, 'P')
+func describeMessage(dst []byte, kind byte, name string) []byte {
+	dst = append(dst, 'D', 0, 0, 0, 0, kind)
 	dst = append(dst, name...)
 	dst = append(dst, 0)
 	binary.BigEndian.PutUint32(dst[1:], uint32(len(dst)-1))
@@ -550,6 +578,12 @@ func (ss *session) parse(m []byte) error {
 	c.stmts[msg.Name] = st
 	c.q.push(pending{kind: pParse, stmt: st})
 	c.mu.Unlock()
+	if msg.Name != "" && sqlplan.MayMatter(msg.Query, c.p) {
+		// A named statement over a protected table: learn its rows before
+		// it is bound (unnamed ones are bound right away, in the same
+		// pipeline, so the answer would come too late to help).
+		c.describeNext = st
+	}
 	if !changed {
 		_, err = ss.toServer.Write(m)
 		return err
@@ -614,7 +648,7 @@ func (st *statement) planParams(a *sqlplan.Analysis, p *Protection) error {
 // in binary format (the raw ciphertext bytes).
 func (ss *session) bind(m []byte) error {
 	c := ss.cloak
-	portalName, stmtName, resultFormats, err := scanBind(m[headerLen:])
+	portalName, stmtName, resultFormats, resultsAt, err := scanBind(m[headerLen:])
 	if err != nil {
 		return err
 	}
@@ -638,9 +672,15 @@ func (ss *session) bind(m []byte) error {
 		return werr
 	}
 	po := &portal{stmt: st, resultFormats: resultFormats}
+	c.mu.Lock()
+	po.serverFormats = st.rows.serverResultFormats(resultFormats)
+	c.mu.Unlock()
 	out := m
+	if po.serverFormats != nil && !st.protected {
+		out = withResultFormats(c.inject(), m, resultsAt, po.serverFormats)
+	}
 	if st.protected {
-		out, err = ss.encryptBind(m, st)
+		out, err = ss.encryptBind(m, st, po.serverFormats)
 		if err != nil {
 			if err = ss.refuse(err); err != nil {
 				c.mu.Lock()
@@ -663,8 +703,21 @@ func (ss *session) bind(m []byte) error {
 	return err
 }
 
-// encryptBind rebuilds a Bind with the protected parameters encrypted.
-func (ss *session) encryptBind(m []byte, st *statement) ([]byte, error) {
+// withResultFormats appends to dst the Bind m with its result format codes,
+// which start at offset at of m, replaced by codes.
+func withResultFormats(dst, m []byte, at int, codes []int16) []byte {
+	dst = append(dst, m[:at]...)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(codes)))
+	for _, f := range codes {
+		dst = binary.BigEndian.AppendUint16(dst, uint16(f))
+	}
+	binary.BigEndian.PutUint32(dst[1:], uint32(len(dst)-1))
+	return dst
+}
+
+// encryptBind rebuilds a Bind with the protected parameters encrypted and,
+// unless nil, these result formats.
+func (ss *session) encryptBind(m []byte, st *statement, resultFormats []int16) ([]byte, error) {
 	var msg pgproto3.Bind
 	if err := msg.Decode(m[headerLen:]); err != nil {
 		return nil, &protocolError{"invalid Bind message: " + err.Error()}
@@ -698,12 +751,16 @@ func (ss *session) encryptBind(m []byte, st *statement) ([]byte, error) {
 		formats[i] = 1
 	}
 	msg.ParameterFormatCodes = formats
+	if resultFormats != nil {
+		msg.ResultFormatCodes = resultFormats
+	}
 	return msg.Encode(nil)
 }
 
 // scanBind reads the names and result formats of a Bind body without
-// copying its parameter values.
-func scanBind(b []byte) (portal, stmt string, resultFormats []int16, err error) {
+// copying its parameter values. resultsAt is the offset, in the whole
+// message, of the result format codes.
+func scanBind(b []byte) (portal, stmt string, resultFormats []int16, resultsAt int, err error) {
 	bad := &protocolError{"invalid Bind message"}
 	i := 0
 	next := func() (string, bool) {
@@ -718,10 +775,10 @@ func scanBind(b []byte) (portal, stmt string, resultFormats []int16, err error) 
 	}
 	var ok bool
 	if portal, ok = next(); !ok {
-		return "", "", nil, bad
+		return "", "", nil, 0, bad
 	}
 	if stmt, ok = next(); !ok {
-		return "", "", nil, bad
+		return "", "", nil, 0, bad
 	}
 	u16 := func() (int, bool) {
 		if i+2 > len(b) {
@@ -733,29 +790,30 @@ func scanBind(b []byte) (portal, stmt string, resultFormats []int16, err error) 
 	}
 	nf, ok := u16()
 	if !ok || i+2*nf > len(b) {
-		return "", "", nil, bad
+		return "", "", nil, 0, bad
 	}
 	i += 2 * nf
 	np, ok := u16()
 	if !ok {
-		return "", "", nil, bad
+		return "", "", nil, 0, bad
 	}
 	for range np {
 		if i+4 > len(b) {
-			return "", "", nil, bad
+			return "", "", nil, 0, bad
 		}
 		l := int(int32(binary.BigEndian.Uint32(b[i:])))
 		i += 4
 		if l > 0 {
 			if i+l > len(b) {
-				return "", "", nil, bad
+				return "", "", nil, 0, bad
 			}
 			i += l
 		}
 	}
+	resultsAt = headerLen + i
 	nr, ok := u16()
 	if !ok || i+2*nr > len(b) {
-		return "", "", nil, bad
+		return "", "", nil, 0, bad
 	}
 	if nr > 0 {
 		resultFormats = make([]int16, nr)
@@ -763,5 +821,5 @@ func scanBind(b []byte) (portal, stmt string, resultFormats []int16, err error) 
 			resultFormats[k] = int16(binary.BigEndian.Uint16(b[i+2*k:]))
 		}
 	}
-	return portal, stmt, resultFormats, nil
+	return portal, stmt, resultFormats, resultsAt, nil
 }

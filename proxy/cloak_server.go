@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"slices"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -19,26 +20,65 @@ type rowPlan struct {
 }
 
 type fieldPlan struct {
-	col    *column
-	format int16
+	col *column
+	// format is what the client asked for; srvFormat what the server
+	// sends. They differ for protected columns of portals pgcloak bound
+	// with binary results (see statement.resultFormats).
+	format, srvFormat int16
 }
 
-// withFormats returns the plan for a portal bound with these result format
-// codes (Bind's rules: none = all text, one = all, else one per column).
-func (rp *rowPlan) withFormats(codes []int16) *rowPlan {
+// formatCode is the result format of column i under Bind's rules: no codes =
+// all text, one = all columns, else one per column.
+func formatCode(codes []int16, i int) int16 {
+	switch {
+	case len(codes) == 1:
+		return codes[0]
+	case i < len(codes):
+		return codes[i]
+	}
+	return 0
+}
+
+// withFormats returns the plan for a portal whose client asked for the
+// result formats client and whose server was asked for server (nil: the
+// same as client).
+func (rp *rowPlan) withFormats(client, server []int16) *rowPlan {
 	if rp == nil || !rp.protected {
 		return rp
 	}
+	if server == nil {
+		server = client
+	}
 	out := &rowPlan{fields: make([]fieldPlan, len(rp.fields)), protected: true}
 	for i, f := range rp.fields {
-		f.format = 0
-		switch {
-		case len(codes) == 1:
-			f.format = codes[0]
-		case i < len(codes):
-			f.format = codes[i]
-		}
+		f.format = formatCode(client, i)
+		f.srvFormat = formatCode(server, i)
 		out.fields[i] = f
+	}
+	return out
+}
+
+// serverResultFormats returns the result formats to bind a portal of a
+// statement with rows rp under, given the client's: protected columns in
+// binary, so the server sends raw ciphertext (no bytea hex to produce and
+// parse, half the bytes), the others as the client asked. It returns nil
+// (keep the client's) when nothing would change or the client's codes do
+// not fit the columns (PostgreSQL then reports that itself).
+func (rp *rowPlan) serverResultFormats(client []int16) []int16 {
+	if rp == nil || !rp.protected || len(client) > 1 && len(client) != len(rp.fields) {
+		return nil
+	}
+	out := make([]int16, len(rp.fields))
+	changed := false
+	for i, f := range rp.fields {
+		out[i] = formatCode(client, i)
+		if f.col != nil && out[i] != 1 {
+			out[i] = 1
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
 	}
 	return out
 }
@@ -148,7 +188,7 @@ func (c *cloak) currentRows() *rowPlan {
 // statement's with the portal's result formats.
 func (c *cloak) portalRows(po *portal) *rowPlan {
 	if po.rows == nil && po.stmt != nil && po.stmt.rows != nil {
-		po.rows = po.stmt.rows.withFormats(po.resultFormats)
+		po.rows = po.stmt.rows.withFormats(po.resultFormats, po.serverFormats)
 	}
 	return po.rows
 }
@@ -235,16 +275,31 @@ func (ss *session) rowDescription(m []byte) ([]byte, error) {
 	if err := rd.Decode(m[headerLen:]); err != nil {
 		return nil, &protocolError{"invalid RowDescription from server"}
 	}
+	c.mu.Lock()
+	head := c.q.peek()
+	// The client's formats of a described portal: the server reports the
+	// ones pgcloak bound it with.
+	var clientFormats []int16
+	describesPortal := head != nil && head.kind == pDescribePortal && head.portal != nil
+	if describesPortal {
+		clientFormats = head.portal.resultFormats
+	}
+	c.mu.Unlock()
 	plan := &rowPlan{fields: make([]fieldPlan, len(rd.Fields))}
 	for i := range rd.Fields {
 		f := &rd.Fields[i]
 		col := c.p.lookup(f.TableOID, f.TableAttributeNumber)
-		plan.fields[i] = fieldPlan{col: col, format: f.Format}
+		fp := fieldPlan{col: col, format: f.Format, srvFormat: f.Format}
+		if describesPortal {
+			fp.format = formatCode(clientFormats, i)
+		}
+		plan.fields[i] = fp
 		if col != nil {
 			plan.protected = true
 			f.DataTypeOID = col.typ.OID()
 			f.DataTypeSize = col.typ.Len()
 			f.TypeModifier = col.typ.Typmod()
+			f.Format = fp.format
 		}
 	}
 	out := m
@@ -255,7 +310,7 @@ func (ss *session) rowDescription(m []byte) ([]byte, error) {
 		}
 	}
 	c.mu.Lock()
-	head := c.q.peek()
+	head = c.q.peek()
 	swallow := false
 	if head != nil {
 		switch head.kind {
@@ -263,6 +318,7 @@ func (ss *session) rowDescription(m []byte) ([]byte, error) {
 			if head.stmt != nil {
 				head.stmt.rows = plan
 			}
+			swallow = head.swallow
 			c.q.pop()
 		case pDescribePortal:
 			if head.portal != nil {
@@ -288,10 +344,14 @@ func (ss *session) parameterDescription(m []byte) ([]byte, error) {
 	c.mu.Lock()
 	head := c.q.peek()
 	var st *statement
+	swallow := false
 	if head != nil && head.kind == pDescribeStmt {
-		st = head.stmt
+		st, swallow = head.stmt, head.swallow
 	}
 	c.mu.Unlock()
+	if swallow {
+		return nil, nil // a Describe pgcloak injected to learn the rows
+	}
 	if st == nil || !st.protected {
 		return m, nil
 	}
@@ -380,7 +440,7 @@ func (ss *session) decryptRow(plan *rowPlan, m []byte) ([]byte, error) {
 func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
 	c := ss.cloak
 	raw := v
-	if f.format == 0 {
+	if f.srvFormat == 0 {
 		var err error
 		if c.hexScratch, err = decodeByteaText(c.hexScratch[:0], v); err != nil {
 			return nil, columnDataError(f.col, err)
@@ -394,13 +454,15 @@ func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
 		return nil, columnDataError(f.col, errors.New("value is not pgcloak ciphertext (written around pgcloak?)"))
 	}
 	plain, err := f.col.keyring.Decrypt(c.serverPlain[:0], raw, f.col.id)
-	var uk *crypto.UnknownKeyVersionError
-	if errors.As(err, &uk) && c.p.reload() {
-		// Another instance may have rotated: look for new versions once.
-		plain, err = f.col.keyring.Decrypt(c.serverPlain[:0], raw, f.col.id)
-	}
 	if err != nil {
-		return nil, keyError(f.col, err)
+		var uk *crypto.UnknownKeyVersionError
+		if errors.As(err, &uk) && c.p.reload() {
+			// Another instance may have rotated: look for new versions once.
+			plain, err = f.col.keyring.Decrypt(c.serverPlain[:0], raw, f.col.id)
+		}
+		if err != nil {
+			return nil, keyError(f.col, err)
+		}
 	}
 	c.serverPlain = plain
 	return plain, nil
@@ -412,7 +474,7 @@ func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
 func decodeByteaText(dst, v []byte) ([]byte, error) {
 	if len(v) >= 2 && v[0] == '\\' && v[1] == 'x' {
 		n := len(dst)
-		dst = append(dst, make([]byte, (len(v)-2)/2)...)
+		dst = slices.Grow(dst, (len(v)-2)/2)[:n+(len(v)-2)/2]
 		if _, err := hex.Decode(dst[n:], v[2:]); err != nil {
 			return dst[:n], err
 		}

@@ -81,6 +81,9 @@ type statement struct {
 type portal struct {
 	stmt          *statement
 	resultFormats []int16
+	// serverFormats are the result formats pgcloak bound the portal with
+	// instead of resultFormats (nil: the client's own).
+	serverFormats []int16
 	rows          *rowPlan
 	// describeRequested: a Describe of the portal was sent (by the client or
 	// injected by pgcloak).
@@ -153,6 +156,11 @@ type cloak struct {
 	// loop); copyOut the COPY TO whose data the server is sending (server
 	// loop).
 	copyIn, copyOut *copyState
+
+	// describeNext is a named statement just parsed whose rows pgcloak
+	// wants to know: unless the client's next message describes it, pgcloak
+	// does (describeParsed). Client loop only.
+	describeNext *statement
 
 	// Server-loop state: the row plan for DataRows now arriving.
 	cur *rowPlan

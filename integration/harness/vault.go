@@ -93,7 +93,11 @@ func vaultBinary(t TB) (string, error) {
 func (v *Vault) start(bin string, timeout time.Duration) error {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		if err = v.startOnce(bin, timeout); err == nil || !strings.Contains(tail(v.LogPath, 4096), "address already in use") {
+		err = v.startOnce(bin, timeout)
+		// Retry a port taken between freePort and Vault's bind, and a Vault
+		// that wrote nothing at all (seen once on a loaded machine).
+		log := tail(v.LogPath, 4096)
+		if err == nil || log != "" && !strings.Contains(log, "address already in use") {
 			return err
 		}
 	}
