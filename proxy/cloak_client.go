@@ -490,17 +490,22 @@ func growSQL(out []byte, sql string) []byte {
 // encrypt turns a client value (format 0 text, 1 binary) for col into its
 // ciphertext.
 func (ss *session) encrypt(col *column, format int16, v []byte) ([]byte, error) {
+	return ss.appendEncrypted(nil, col, format, v)
+}
+
+// appendEncrypted is encrypt appending the value to dst.
+func (ss *session) appendEncrypted(dst []byte, col *column, format int16, v []byte) ([]byte, error) {
 	c := ss.cloak
 	plain, err := col.typ.Canonical(c.clientPlain[:0], format, v, c.fmt.Load())
 	if err != nil {
 		return nil, columnValueError(col, err)
 	}
 	c.clientPlain = plain
-	ct, err := col.keyring.Encrypt(nil, plain, col.id, col.mode)
+	out, err := col.keyring.Encrypt(dst, plain, col.id, col.mode)
 	if err != nil {
 		return nil, keyError(col, err)
 	}
-	return ct, nil
+	return out, nil
 }
 
 // encryptAs is encrypt for a parameter the client declared with type OID

@@ -67,12 +67,11 @@ func valueFormat(o copyfmt.Options) int16 {
 // logical type becomes its ciphertext.
 func (ss *session) copyEncrypt(st *copyState) copyfmt.FieldFunc {
 	return func(dst []byte, i int, v []byte) ([]byte, error) {
-		col := st.cols[i]
-		ct, err := ss.encrypt(col, valueFormat(st.cfg.Options), v)
+		out, err := ss.appendEncrypted(dst, st.cols[i], valueFormat(st.cfg.Options), v)
 		if err != nil {
 			return dst, err
 		}
-		return append(dst, ct...), nil
+		return out, nil
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -102,34 +103,100 @@ func fillEncrypted(ctx context.Context, port int) error {
 
 // measureCopy loads rows rows with COPY FROM STDIN (text format) into
 // copy_plain and copy_enc through pgcloak-enc, alternating, rounds times,
-// and prints the median rates and their ratio.
-func measureCopy(ctx context.Context, port, rows, rounds int) error {
-	dsn := fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", benchUser, port, benchDB)
-	c, err := pgx.Connect(ctx, dsn)
+// and prints the median rates and their ratio. For scale it also loads,
+// straight into PostgreSQL, the plaintext rows into copy_plain and the
+// ciphertext pgcloak stored (read back with COPY TO) into copy_enc: the
+// ratio of those two is what storing ciphertext costs PostgreSQL itself,
+// the ceiling of any encrypting proxy's ratio.
+func measureCopy(ctx context.Context, directPort, port, rows, rounds int) error {
+	connect := func(port int) (*pgx.Conn, error) {
+		return pgx.Connect(ctx, fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", benchUser, port, benchDB))
+	}
+	c, err := connect(port)
 	if err != nil {
 		return err
 	}
 	defer c.Close(ctx)
-	var data bytes.Buffer
+	d, err := connect(directPort)
+	if err != nil {
+		return err
+	}
+	defer d.Close(ctx)
+	for _, format := range []string{"text", "binary"} {
+		if err := measureCopyFormat(ctx, c, d, format, rows, rounds); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// measureCopyFormat is measureCopy in one COPY format.
+func measureCopyFormat(ctx context.Context, c, d *pgx.Conn, format string, rows, rounds int) error {
+	var data, cipher bytes.Buffer
+	if format == "binary" {
+		data.WriteString("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+	}
 	for i := 1; i <= rows; i++ {
-		fmt.Fprintf(&data, "%d\tCustomer Name %d\tcustomer%d@example.com\t+81-3-5555-%04d\n", i, i, i, i%10000)
+		fields := []string{fmt.Sprintf("Customer Name %d", i), fmt.Sprintf("customer%d@example.com", i), fmt.Sprintf("+81-3-5555-%04d", i%10000)}
+		if format == "text" {
+			fmt.Fprintf(&data, "%d\t%s\t%s\t%s\n", i, fields[0], fields[1], fields[2])
+			continue
+		}
+		data.Write(binary.BigEndian.AppendUint16(nil, 4))
+		data.Write(binary.BigEndian.AppendUint32(nil, 4))
+		data.Write(binary.BigEndian.AppendUint32(nil, uint32(i)))
+		for _, f := range fields {
+			data.Write(binary.BigEndian.AppendUint32(nil, uint32(len(f))))
+			data.WriteString(f)
+		}
+	}
+	if format == "binary" {
+		data.Write([]byte{0xff, 0xff})
+	}
+	stmt := func(table string) string { return "COPY " + table + " FROM STDIN (FORMAT " + format + ")" }
+	load := func(conn *pgx.Conn, table string, in []byte) (float64, error) {
+		if _, err := conn.Exec(ctx, "TRUNCATE "+table); err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		if _, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(in), stmt(table)); err != nil {
+			return 0, fmt.Errorf("COPY %s: %w", table, err)
+		}
+		return float64(rows) / time.Since(start).Seconds(), nil
+	}
+	runs := []struct {
+		name  string
+		conn  *pgx.Conn
+		table string
+		data  *bytes.Buffer
+	}{
+		{"pgcloak plaintext", c, "copy_plain", &data},
+		{"pgcloak protected", c, "copy_enc", &data},
+		{"direct plaintext", d, "copy_plain", &data},
+		{"direct ciphertext", d, "copy_enc", &cipher},
 	}
 	rates := map[string][]float64{}
 	for range rounds {
-		for _, table := range []string{"copy_plain", "copy_enc"} {
-			if _, err := c.Exec(ctx, "TRUNCATE "+table); err != nil {
+		for _, r := range runs {
+			if r.data.Len() == 0 {
+				// The ciphertext pgcloak stored in the run before.
+				if _, err := d.PgConn().CopyTo(ctx, r.data, "COPY copy_enc TO STDOUT (FORMAT "+format+")"); err != nil {
+					return err
+				}
+			}
+			rate, err := load(r.conn, r.table, r.data.Bytes())
+			if err != nil {
 				return err
 			}
-			start := time.Now()
-			if _, err := c.PgConn().CopyFrom(ctx, bytes.NewReader(data.Bytes()), "COPY "+table+" FROM STDIN"); err != nil {
-				return fmt.Errorf("COPY %s: %w", table, err)
-			}
-			rates[table] = append(rates[table], float64(rows)/time.Since(start).Seconds())
+			rates[r.name] = append(rates[r.name], rate)
 		}
 	}
 	median := func(v []float64) float64 { sort.Float64s(v); return v[len(v)/2] }
-	p, e := median(rates["copy_plain"]), median(rates["copy_enc"])
-	fmt.Printf("\nCOPY FROM STDIN through pgcloak, %d rows x 3 text columns, median of %d: plaintext %.0f rows/s, protected %.0f rows/s, ratio %.2f\n",
-		rows, rounds, p, e, e/p)
+	m := func(name string) float64 { return median(rates[name]) }
+	fmt.Printf("\nCOPY FROM STDIN (FORMAT %s), %d rows x 3 text columns, median rows/s of %d:\n", format, rows, rounds)
+	fmt.Printf("  through pgcloak: plaintext %.0f, protected %.0f, ratio %.2f\n",
+		m("pgcloak plaintext"), m("pgcloak protected"), m("pgcloak protected")/m("pgcloak plaintext"))
+	fmt.Printf("  directly: plaintext %.0f, the same rows as pgcloak's ciphertext %.0f, ratio %.2f (PostgreSQL's own cost of the larger values)\n",
+		m("direct plaintext"), m("direct ciphertext"), m("direct ciphertext")/m("direct plaintext"))
 	return nil
 }

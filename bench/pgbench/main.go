@@ -259,7 +259,7 @@ func run(ctx context.Context, o options, e *env) (err error) {
 	if busy(rep.LoadBefore, rep.CPUs) {
 		logf("warning: load average %s on %d CPUs: other processes compete for CPU, the figures will be noisy", rep.LoadBefore, rep.CPUs)
 	}
-	targets, err := startTargets(ctx, o, e, rep.Versions)
+	targets, directPort, err := startTargets(ctx, o, e, rep.Versions)
 	if err != nil {
 		return err
 	}
@@ -284,7 +284,7 @@ func run(ctx context.Context, o options, e *env) (err error) {
 	if o.copyRows > 0 {
 		for _, t := range targets {
 			if t.Name == "pgcloak-enc" {
-				if err := measureCopy(ctx, t.Port, o.copyRows, o.rounds); err != nil {
+				if err := measureCopy(ctx, directPort, t.Port, o.copyRows, o.rounds); err != nil {
 					return err
 				}
 			}
@@ -306,7 +306,7 @@ func run(ctx context.Context, o options, e *env) (err error) {
 // startTargets starts PostgreSQL, loads the data and starts the proxies
 // named by -targets, each checked with a query. It records the versions of
 // what runs in versions.
-func startTargets(ctx context.Context, o options, e *env, versions map[string]string) ([]target, error) {
+func startTargets(ctx context.Context, o options, e *env, versions map[string]string) (targets []target, directPort int, err error) {
 	if o.upstream != "unix" && o.upstream != "tcp" {
 		usageError("-upstream must be unix or tcp")
 	}
@@ -315,7 +315,7 @@ func startTargets(ctx context.Context, o options, e *env, versions map[string]st
 		if s.pgcloakBin == "" {
 			var err error
 			if s.pgcloakBin, err = buildPgcloak(ctx, e); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 		}
 		versions["pgcloak"] = pgcloakVersion(s.pgcloakBin)
@@ -333,30 +333,29 @@ func startTargets(ctx context.Context, o options, e *env, versions map[string]st
 	versions["postgres"] = "PostgreSQL " + strings.TrimPrefix(firstLine(filepath.Join(s.pg.BinDir, "postgres"), "--version"), "postgres (PostgreSQL) ")
 	logf("loading data: pgbench -i -s %d", o.scale)
 	if out, err := pgbench(ctx, s.pg.Port, "-i", "-q", "-s", strconv.Itoa(o.scale)); err != nil {
-		return nil, fmt.Errorf("pgbench -i: %w\n%s", err, out)
+		return nil, 0, fmt.Errorf("pgbench -i: %w\n%s", err, out)
 	}
 	if o.setup != "" {
 		sql, err := os.ReadFile(o.setup)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if err := s.pg.ExecDB(benchDB, string(sql)); err != nil {
-			return nil, fmt.Errorf("%s: %w", o.setup, err)
+			return nil, 0, fmt.Errorf("%s: %w", o.setup, err)
 		}
 	}
 
-	var targets []target
 	for _, name := range o.targets {
 		port, err := findTarget(name).start(ctx, s)
 		if err != nil {
-			return nil, fmt.Errorf("start %s: %w", name, err)
+			return nil, 0, fmt.Errorf("start %s: %w", name, err)
 		}
 		if err := checkTarget(ctx, port); err != nil {
-			return nil, fmt.Errorf("%s on port %d does not answer queries: %w", name, port, err)
+			return nil, 0, fmt.Errorf("%s on port %d does not answer queries: %w", name, port, err)
 		}
 		targets = append(targets, target{Name: name, Port: port})
 	}
-	return targets, nil
+	return targets, s.pg.Port, nil
 }
 
 // measureRounds runs every workload against every target, alternating

@@ -1,6 +1,7 @@
 package values
 
 import (
+	"encoding/binary"
 	"unicode/utf8"
 )
 
@@ -179,6 +180,14 @@ func (t *Type) toBinary(dst, c []byte, s *Session) ([]byte, error) {
 // converted; other client encodings are accepted for ASCII values only.
 func checkText(v []byte, s *Session) error {
 	for i := 0; i < len(v); {
+		// Eight ASCII bytes at a time while none is NUL or non-ASCII.
+		if i+8 <= len(v) {
+			w := binary.LittleEndian.Uint64(v[i:])
+			if w&0x8080808080808080 == 0 && (w-0x0101010101010101)&^w&0x8080808080808080 == 0 {
+				i += 8
+				continue
+			}
+		}
 		c := v[i]
 		if c < utf8.RuneSelf {
 			if c == 0 {
