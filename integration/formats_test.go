@@ -11,15 +11,16 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// TestNamedStatementResultFormats runs the message sequences of libpq
+// TestStatementResultFormats runs the message sequences of libpq
 // (pgbench -M prepared: Parse + Sync, then Bind + Describe portal + Execute),
-// pgx (Parse + Describe statement) and hand-picked result-format codes on a
-// named statement over protected columns through pgcloak, and the same
+// pgx (Parse + Describe statement), pipelined unnamed statements and
+// hand-picked result-format codes over protected columns through pgcloak, and the same
 // sequences on a plaintext twin directly against PostgreSQL: every message
-// the client receives must be the same. pgcloak learns a named statement's
-// columns before its first Bind and asks the server for protected columns
-// in binary whatever the client asked; the client must not be able to tell.
-func TestNamedStatementResultFormats(t *testing.T) {
+// the client receives must be the same. pgcloak learns a statement's columns
+// before its first Bind (a Describe after a named Parse, the SQL analyzer's
+// prediction for unnamed ones) and asks the server for protected columns in
+// binary whatever the client asked; the client must not be able to tell.
+func TestStatementResultFormats(t *testing.T) {
 	e := newEncEnv(t, encEnvOptions{schema: customersSchema + `
 CREATE TABLE customers_plain (id int PRIMARY KEY, full_name text, email text, age int4, note text);
 INSERT INTO customers_plain VALUES (1, '山田太郎', 'taro@example.jp', 42, 'plain note'), (2, NULL, 'ada@example.org', NULL, NULL);`,
@@ -36,6 +37,7 @@ INSERT INTO customers_plain VALUES (1, '山田太郎', 'taro@example.jp', 42, 'p
 
 	script := func(table string) [][]pgproto3.FrontendMessage {
 		sel := fmt.Sprintf("SELECT id, full_name, age, note FROM %s WHERE id <= $1 ORDER BY id", table)
+		sub := fmt.Sprintf("SELECT s.n, s.a FROM (SELECT full_name AS n, age AS a, id FROM %s) s WHERE s.id <= $1 ORDER BY s.id", table)
 		one := [][]byte{[]byte("2")}
 		run := func(stmt string, formats []int16, describe bool) []pgproto3.FrontendMessage {
 			m := []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: stmt, Parameters: one, ResultFormatCodes: formats}}
@@ -71,6 +73,14 @@ INSERT INTO customers_plain VALUES (1, '山田太郎', 'taro@example.jp', 42, 'p
 			run("s6", nil, true),
 			{&pgproto3.Close{ObjectType: 'S', Name: "s1"}, &pgproto3.Parse{Name: "s1", Query: sel}, &pgproto3.Sync{}},
 			run("s1", []int16{1}, true),
+			// Unnamed statements, pipelined as pgbench -M extended, JDBC and
+			// node-postgres send them: pgcloak binds from the analyzer's
+			// prediction of the columns.
+			append([]pgproto3.FrontendMessage{&pgproto3.Parse{Query: sel}}, run("", nil, true)...),
+			append([]pgproto3.FrontendMessage{&pgproto3.Parse{Query: sel}}, run("", []int16{1}, true)...),
+			append([]pgproto3.FrontendMessage{&pgproto3.Parse{Query: sel}}, run("", []int16{0, 1, 0, 1}, false)...),
+			append([]pgproto3.FrontendMessage{&pgproto3.Parse{Query: sub}}, run("", nil, true)...),
+			append([]pgproto3.FrontendMessage{&pgproto3.Parse{Query: sub}}, run("", []int16{1, 0}, false)...),
 		}
 	}
 	got := transcript(t, e.dsn(), script("customers"))

@@ -547,6 +547,7 @@ func (ss *session) parse(m []byte) error {
 	}
 	if err == nil && a != nil {
 		err = st.planParams(a, c.p)
+		st.predicted = predictRows(a, c.p)
 	}
 	if err != nil {
 		if err = ss.refuse(err); err != nil {
@@ -632,6 +633,22 @@ func (c *cloak) statement(name string) *statement {
 	return st
 }
 
+// predictRows is the row plan the analyzer expects for a one-statement
+// text, or nil.
+func predictRows(a *sqlplan.Analysis, p *Protection) *rowPlan {
+	if len(a.Statements) != 1 || a.Statements[0].Results == nil {
+		return nil
+	}
+	rp := &rowPlan{fields: make([]fieldPlan, len(a.Statements[0].Results))}
+	for i, pc := range a.Statements[0].Results {
+		if pc != nil {
+			rp.fields[i].col = p.byPlan[pc]
+			rp.protected = rp.protected || rp.fields[i].col != nil
+		}
+	}
+	return rp
+}
+
 // planParams records which parameters carry protected values.
 func (st *statement) planParams(a *sqlplan.Analysis, p *Protection) error {
 	for i := range a.Statements {
@@ -678,7 +695,11 @@ func (ss *session) bind(m []byte) error {
 	}
 	po := &portal{stmt: st, resultFormats: resultFormats}
 	c.mu.Lock()
-	po.serverFormats = st.rows.serverResultFormats(resultFormats)
+	rows := st.rows
+	if rows == nil {
+		rows = st.predicted
+	}
+	po.serverFormats = rows.serverResultFormats(resultFormats)
 	c.mu.Unlock()
 	out := m
 	if po.serverFormats != nil && !st.protected {

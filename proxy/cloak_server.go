@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -17,6 +18,11 @@ import (
 type rowPlan struct {
 	fields    []fieldPlan
 	protected bool
+	// unreadable: pgcloak bound a column in binary that the client asked
+	// for in text, expecting a protected column, and it is not one. It
+	// cannot turn arbitrary binary values into text, so the rows are
+	// refused (protected is set too, so they reach decryptRow).
+	unreadable bool
 }
 
 type fieldPlan struct {
@@ -43,19 +49,30 @@ func formatCode(codes []int16, i int) int16 {
 // result formats client and whose server was asked for server (nil: the
 // same as client).
 func (rp *rowPlan) withFormats(client, server []int16) *rowPlan {
-	if rp == nil || !rp.protected {
+	if rp == nil || !rp.protected && server == nil {
 		return rp
 	}
 	if server == nil {
 		server = client
 	}
-	out := &rowPlan{fields: make([]fieldPlan, len(rp.fields)), protected: true}
+	out := &rowPlan{fields: make([]fieldPlan, len(rp.fields)), protected: rp.protected}
 	for i, f := range rp.fields {
 		f.format = formatCode(client, i)
 		f.srvFormat = formatCode(server, i)
 		out.fields[i] = f
 	}
+	out.check()
 	return out
+}
+
+// check marks a plan unreadable when an unprotected field travels in
+// another format than the client's.
+func (rp *rowPlan) check() {
+	for _, f := range rp.fields {
+		if f.col == nil && f.format != f.srvFormat {
+			rp.unreadable, rp.protected = true, true
+		}
+	}
 }
 
 // serverResultFormats returns the result formats to bind a portal of a
@@ -294,14 +311,15 @@ func (ss *session) rowDescription(m []byte) ([]byte, error) {
 			fp.format = formatCode(clientFormats, i)
 		}
 		plan.fields[i] = fp
+		f.Format = fp.format
 		if col != nil {
 			plan.protected = true
 			f.DataTypeOID = col.typ.OID()
 			f.DataTypeSize = col.typ.Len()
 			f.TypeModifier = col.typ.Typmod()
-			f.Format = fp.format
 		}
 	}
+	plan.check()
 	out := m
 	if plan.protected {
 		var err error
@@ -388,6 +406,13 @@ func (ss *session) decryptRow(plan *rowPlan, m []byte) ([]byte, error) {
 	body := m[headerLen:]
 	if len(body) < 2 {
 		return nil, &protocolError{"invalid DataRow from server"}
+	}
+	if plan.unreadable {
+		for i, f := range plan.fields {
+			if f.col == nil && f.format != f.srvFormat {
+				return nil, &cloakError{code: "XX000", msg: fmt.Sprintf("result column %d: pgcloak asked the server for it in binary, taking it for a protected column, and it is not one (a pgcloak bug: please report the statement)", i+1)}
+			}
+		}
 	}
 	nf := int(binary.BigEndian.Uint16(body))
 	if nf != len(plan.fields) {

@@ -70,6 +70,9 @@ type statement struct {
 	// rows describes the result columns once a Describe answered; its
 	// formats are all text (a statement has no result formats yet).
 	rows *rowPlan
+	// predicted is what the SQL analyzer expects rows to be, for binding
+	// before a Describe has answered; rows, once known, wins.
+	predicted *rowPlan
 	// describeRequested: the client asked to Describe this statement, so
 	// rows will be known before any of its portals' rows arrive.
 	describeRequested bool

@@ -63,3 +63,22 @@ func TestWithResultFormats(t *testing.T) {
 		t.Errorf("rewritten Bind\n %q\nwant\n %q", out, want)
 	}
 }
+
+// TestUnreadablePlan: a column bound in binary that turns out not to be
+// protected makes the plan refuse its rows instead of passing binary values
+// to a client that asked for text.
+func TestUnreadablePlan(t *testing.T) {
+	predicted := &rowPlan{fields: []fieldPlan{{}, {col: &column{}}}, protected: true}
+	server := predicted.serverResultFormats(nil)
+	actual := &rowPlan{fields: []fieldPlan{{}, {}}} // the server's description: nothing protected
+	p := actual.withFormats(nil, server)
+	if !p.unreadable || !p.protected {
+		t.Fatalf("plan %+v not refused", p)
+	}
+	if _, err := (&session{}).decryptRow(p, []byte{'D', 0, 0, 0, 14, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0}); err == nil {
+		t.Fatal("rows of an unreadable plan were passed on")
+	}
+	if p := actual.withFormats(nil, nil); p.unreadable {
+		t.Fatal("plan with the client's own formats refused")
+	}
+}

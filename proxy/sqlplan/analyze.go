@@ -110,7 +110,10 @@ func (a *analyzer) dispatch(st *Statement, n *pg.Node, raw *pg.RawStmt) error {
 		if v.SelectStmt.IntoClause != nil {
 			rule = noneRule("copy", "SELECT INTO would store its ciphertext in a new table, where it does not decrypt")
 		}
-		_, err := a.selectStmt(v.SelectStmt, nil, rule, nil)
+		out, err := a.selectStmt(v.SelectStmt, nil, rule, nil)
+		if err == nil && v.SelectStmt.IntoClause == nil {
+			st.Results = resultColumns(v.SelectStmt, out)
+		}
 		return err
 	case *pg.Node_InsertStmt:
 		st.Kind = "INSERT"
@@ -131,7 +134,7 @@ func (a *analyzer) dispatch(st *Statement, n *pg.Node, raw *pg.RawStmt) error {
 	case *pg.Node_ExplainStmt:
 		// EXPLAIN ANALYZE runs the statement: plan it like the statement.
 		err := a.dispatch(st, v.ExplainStmt.Query, raw)
-		st.Kind = "EXPLAIN"
+		st.Kind, st.Results = "EXPLAIN", nil
 		return err
 	case *pg.Node_DeclareCursorStmt:
 		st.Kind = "DECLARE"

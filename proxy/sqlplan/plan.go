@@ -112,6 +112,12 @@ type Statement struct {
 	Execute *Execute
 	// Deallocate is set for DEALLOCATE name / ALL and DISCARD ALL.
 	Deallocate *Deallocate
+	// Results is set for a plain SELECT whose output columns are known
+	// before PostgreSQL describes them: one entry per output column, the
+	// protected column it returns or nil. It is a hint (pgcloak asks for
+	// protected results in binary); RowDescription stays the authority.
+	Results []*Column
+
 	// Copy is set for COPY of a protected table FROM STDIN or TO STDOUT:
 	// the session rewrites the data stream.
 	Copy *Copy

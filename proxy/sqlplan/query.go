@@ -211,6 +211,45 @@ func (a *analyzer) targets(list []*pg.Node, sc *scope, rule outRule, bind []*Col
 	return out, nil
 }
 
+// resultColumns returns, for a plain top-level SELECT whose output columns
+// are exactly its target list (no *, no set operation, no VALUES), the
+// protected column behind each output (nil for the others); nil when that is
+// not certain or nothing is protected. PostgreSQL's RowDescription has one
+// field per target then, so pgcloak may bind the protected ones in binary
+// before it has seen the description.
+func resultColumns(s *pg.SelectStmt, out *outputs) []*Column {
+	if out == nil || !out.complete || s.Op > pg.SetOperation_SETOP_NONE || len(s.ValuesLists) > 0 ||
+		len(out.list) != len(s.TargetList) || out.protected() == nil {
+		return nil
+	}
+	cols := make([]*Column, len(out.list))
+	for i, t := range s.TargetList {
+		rt := t.GetResTarget()
+		if rt == nil || hasStar(rt.Val) {
+			return nil
+		}
+		cols[i] = out.list[i].col
+	}
+	return cols
+}
+
+// hasStar reports whether a target expands to several columns: t.* or
+// (expr).*.
+func hasStar(n *pg.Node) bool {
+	if cr := n.GetColumnRef(); cr != nil {
+		_, star := fields(cr)
+		return star
+	}
+	if ind := n.GetAIndirection(); ind != nil {
+		for _, x := range ind.Indirection {
+			if x.GetAStar() != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // group plans a GROUP BY, DISTINCT ON or PARTITION BY item: grouping needs
 // equal values to have equal ciphertexts, which only deterministic columns
 // give.
