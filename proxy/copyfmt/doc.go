@@ -111,6 +111,10 @@
 //     (PostgreSQL's own output is ambiguous then); ciphertext never does,
 //     as its header is not printable.
 //   - A row longer than Config.MaxRow (default 64 MiB) is refused (54000).
+//     A binary field whose length word claims more is waited for without
+//     keeping its bytes: if the data ends first the error is PostgreSQL's
+//     "unexpected EOF in COPY data" (a corrupted length word), as it would
+//     be without pgcloak.
 //
 // # Performance
 //

@@ -157,6 +157,12 @@ type Rewriter struct {
 	extLeft    int64
 	bfield     int
 	need       int // binary: bytes still missing from the unit
+	// skip (binary): a field claims more bytes than a row may hold. Like
+	// PostgreSQL, wait for them, counting without keeping: if they all
+	// arrive the row is too long (54000); if the data ends first it is
+	// skipEOF, PostgreSQL's "unexpected EOF in COPY data".
+	skip    int
+	skipEOF *Error
 	vok        int // bytes from the start of the unit known to be valid UTF-8
 	err        error
 	rows       int64
@@ -334,6 +340,15 @@ func (r *Rewriter) Write(dst, chunk []byte) ([]byte, error) {
 	}
 	off := 0
 	for off < len(chunk) {
+		if r.skip > 0 {
+			k := min(r.skip, len(chunk)-off)
+			r.skip -= k
+			off += k
+			if r.skip == 0 {
+				return r.fail(dst, r.errTooLong())
+			}
+			continue
+		}
 		if r.done {
 			return r.afterEnd(dst, chunk[off:])
 		}
@@ -346,6 +361,9 @@ func (r *Rewriter) Write(dst, chunk []byte) ([]byte, error) {
 				return r.fail(out, err)
 			}
 			dst = out
+			if r.skip > 0 {
+				return dst, nil // all of b belongs to the oversized field
+			}
 			if st == needMore {
 				r.pend = append(r.pend, b...)
 				return dst, nil
@@ -364,6 +382,10 @@ func (r *Rewriter) Write(dst, chunk []byte) ([]byte, error) {
 			return r.fail(out, err)
 		}
 		dst = out
+		if r.skip > 0 {
+			r.releasePend() // all of it belongs to the oversized field
+			continue
+		}
 		if st == needMore {
 			continue
 		}
@@ -385,6 +407,9 @@ func (r *Rewriter) Write(dst, chunk []byte) ([]byte, error) {
 func (r *Rewriter) Close(dst []byte) ([]byte, error) {
 	if r.err != nil {
 		return dst, r.err
+	}
+	if r.skip > 0 {
+		return r.fail(dst, r.skipEOF)
 	}
 	if !r.done {
 		b := r.pend

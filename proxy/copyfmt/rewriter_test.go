@@ -328,6 +328,37 @@ func TestMaxRow(t *testing.T) {
 	}
 }
 
+// TestMaxRowBinaryTruncated: a binary field claiming more than MaxRow bytes
+// is waited for as PostgreSQL waits: data that ends first is PostgreSQL's
+// "unexpected EOF in COPY data" (the mark of a corrupted length word), and a
+// claim PostgreSQL could never allocate fails at once, as there.
+func TestMaxRowBinaryTruncated(t *testing.T) {
+	newR := func() *Rewriter {
+		r, err := NewRewriter(Config{Options: DefaultOptions(Binary), Table: "t", Columns: cols(2), MaxRow: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	tuple := binTuple([]byte("a"), make([]byte, 300))
+	in := cat(binHeader(nil), tuple[:len(tuple)-250]) // 50 of the 300 bytes
+	var chunks [][]byte
+	for i := 0; i < len(in); i += 7 {
+		chunks = append(chunks, in[i:min(i+7, len(in))])
+	}
+	_, err := feed(newR(), chunks)
+	if errString(err) != `22P04|unexpected EOF in COPY data||COPY t, line 1, column b` {
+		t.Errorf("truncated: %v", errString(err))
+	}
+	huge := cat(binHeader(nil), []byte{0, 2, 0, 0, 0, 1, 'a', 0x40, 0, 0, 0})
+	r := newR()
+	_, err = r.Write(nil, huge)
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeProgramLimitExceeded {
+		t.Errorf("1 GiB claim: %v", err)
+	}
+}
+
 func TestZeroColumns(t *testing.T) {
 	r, err := NewRewriter(Config{Options: DefaultOptions(Text), Table: "t"})
 	if err != nil {

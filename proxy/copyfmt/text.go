@@ -725,6 +725,14 @@ func (r *Rewriter) tuple(dst, b []byte, eof bool) ([]byte, int, status, error) {
 			return dst, 0, needMore, r.errColumn(CodeBadCopyFileFormat, "invalid field size", r.bfield, nil, false)
 		}
 		end := r.pos + 4 + int(sz)
+		if end > r.maxRow && end > len(b) && sz < maxAllocSize {
+			eofErr := r.errColumn(CodeBadCopyFileFormat, "unexpected EOF in COPY data", r.bfield, nil, false)
+			if eof {
+				return dst, 0, needMore, eofErr
+			}
+			r.skip, r.skipEOF = end-len(b), eofErr
+			return dst, 0, needMore, nil
+		}
 		if end > r.maxRow {
 			return dst, 0, needMore, r.errTooLong()
 		}
@@ -746,6 +754,10 @@ func (r *Rewriter) tuple(dst, b []byte, eof bool) ([]byte, int, status, error) {
 	}
 	return out, n, unitDone, nil
 }
+
+// maxAllocSize is PostgreSQL's MaxAllocSize: a binary field claiming this
+// many bytes fails at once ("out of memory", 54000) instead of being read.
+const maxAllocSize = 0x3fffffff
 
 // binaryRow writes one complete tuple.
 func (r *Rewriter) binaryRow(dst, t []byte) ([]byte, error) {
