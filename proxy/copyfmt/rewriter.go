@@ -163,9 +163,9 @@ type Rewriter struct {
 	// skipEOF, PostgreSQL's "unexpected EOF in COPY data".
 	skip    int
 	skipEOF *Error
-	vok        int // bytes from the start of the unit known to be valid UTF-8
-	err        error
-	rows       int64
+	vok     int // bytes from the start of the unit known to be valid UTF-8
+	err     error
+	rows    int64
 
 	pend   []byte // the incomplete unit
 	cur    []byte // the buffer being parsed (for the FieldFunc alias check)
