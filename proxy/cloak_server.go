@@ -481,9 +481,15 @@ func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
 	plain, err := f.col.keyring.Decrypt(c.serverPlain[:0], raw, f.col.id)
 	if err != nil {
 		var uk *crypto.UnknownKeyVersionError
-		if errors.As(err, &uk) && c.p.reload() {
+		if errors.As(err, &uk) {
 			// Another instance may have rotated: look for new versions once.
+			// When that fails the reason (Vault unreachable, say) is what
+			// the client and the DBA need to read.
+			rerr := c.p.reload()
 			plain, err = f.col.keyring.Decrypt(c.serverPlain[:0], raw, f.col.id)
+			if err != nil && rerr != nil {
+				err = fmt.Errorf("%w; loading new key versions failed: %v", err, rerr)
+			}
 		}
 		if err != nil {
 			return nil, keyError(f.col, err)

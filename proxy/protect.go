@@ -75,16 +75,17 @@ type reloader interface {
 // reloadTimeout bounds a key refresh triggered by an unknown version.
 const reloadTimeout = 5 * time.Second
 
-// reload asks the key loader for new versions; it reports whether it tried.
-// Loaders rate-limit this themselves.
-func (p *Protection) reload() bool {
+// reload asks the key loader for new versions and returns why that failed
+// (typically the KMS cannot be reached), or nil; loaders that cannot reload
+// report nil. Loaders rate-limit this themselves.
+func (p *Protection) reload() error {
 	r, ok := p.keys.(reloader)
 	if !ok {
-		return false
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
 	defer cancel()
-	return r.Reload(ctx) == nil
+	return r.Reload(ctx)
 }
 
 func tableKey(schema, table string) string { return schema + "\x00" + table }
