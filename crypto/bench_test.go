@@ -1,21 +1,8 @@
 package crypto
 
-// Last results, 2026-11-28, `go test -run '^$' -bench . -benchmem -count 5 ./crypto/`
-// on the 2-core dev VM (Intel Xeon, AES-NI, linux/amd64, Go 1.26.8), median of
-// 5, taken while the machine was otherwise quiet (wall ns/op = cpu-ns/op).
+// `go test -run '^$' -bench . -benchmem -count 3 ./crypto/`; the figures
+// of the last run are in the README (Benchmarks, Building blocks).
 // Encrypt/Decrypt append into a buffer with room (as the proxy does).
-//
-//	                       randomized (AES-256-GCM)      deterministic (AES-SIV)
-//	size    op             ns/op   allocs               ns/op   allocs
-//	16 B    Encrypt          168        0                  86        0
-//	16 B    Decrypt          109        0                 109        0
-//	64 B    Encrypt          200        0                 238        0
-//	64 B    Decrypt          132        0                 259        0
-//	256 B   Encrypt          209        0                 657        1 (cipher.NewCTR, 512 B)
-//	256 B   Decrypt          148        0                 740        1
-//	4 KiB   Encrypt         1096        0                7157        1
-//	4 KiB   Decrypt          931        0                7698        1
-//	64 B    Encrypt, nil dst 357        1 (the output)    311        1
 //
 // Randomized Encrypt includes ~70 ns of crypto/rand for the nonce. AES-SIV is
 // bound by CMAC, one serial AES call (~26 ns through crypto/aes) per block;
