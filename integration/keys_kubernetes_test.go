@@ -192,9 +192,9 @@ func serviceAccountJWT(t *testing.T, ns, sa, uid string) string {
 		return base64.RawURLEncoding.EncodeToString(b)
 	}
 	signing := enc(map[string]string{"alg": "ES256", "typ": "JWT"}) + "." + enc(map[string]any{
-		"iss": "kubernetes/serviceaccount",
-		"sub": "system:serviceaccount:" + ns + ":" + sa,
-		"kubernetes.io/serviceaccount/namespace":            ns,
+		"iss":                                    "kubernetes/serviceaccount",
+		"sub":                                    "system:serviceaccount:" + ns + ":" + sa,
+		"kubernetes.io/serviceaccount/namespace": ns,
 		"kubernetes.io/serviceaccount/service-account.name": sa,
 		"kubernetes.io/serviceaccount/service-account.uid":  uid,
 		"kubernetes.io/serviceaccount/secret.name":          sa + "-token",
