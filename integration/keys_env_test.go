@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -46,6 +49,7 @@ type keysConfigOpts struct {
 	vaultAddr  string // default: the Vault server's address
 	auth       string // YAML of kms.vault.auth; default token from token_file
 	keyRefresh string // default 200ms
+	vault      harness.VaultOptions
 }
 
 // newKeysEnv starts Vault and makes a fresh database. The config names two
@@ -53,7 +57,7 @@ type keysConfigOpts struct {
 func newKeysEnv(t *testing.T, o keysConfigOpts) *keysEnv {
 	t.Helper()
 	pg := sharedPG(t)
-	e := &keysEnv{t: t, vault: harness.StartVault(t, harness.VaultOptions{}), pg: pg, dir: t.TempDir()}
+	e := &keysEnv{t: t, vault: harness.StartVault(t, o.vault), pg: pg, dir: t.TempDir()}
 	e.db = "keys_" + randomSuffix()
 	if err := pg.ExecDB("postgres", "CREATE DATABASE "+e.db); err != nil {
 		t.Fatal(err)
@@ -248,17 +252,19 @@ func keyVersion(t *testing.T, value []byte) uint32 {
 
 // vaultCounter is a reverse proxy in front of Vault that counts the
 // requests it forwards, so a test can assert that a code path calls Vault
-// not at all.
+// not at all, and records the namespace each request named.
 type vaultCounter struct {
-	Addr  string
-	n     atomic.Int64
-	mu    sync.Mutex
-	paths []string
+	Addr       string
+	n          atomic.Int64
+	mu         sync.Mutex
+	paths      []string
+	namespaces map[string]int // X-Vault-Namespace → requests
 }
 
-func startVaultCounter(t *testing.T, vaultAddr string) *vaultCounter {
+// startVaultCounter serves plain HTTP in front of v (which may use TLS).
+func startVaultCounter(t *testing.T, v *harness.Vault) *vaultCounter {
 	t.Helper()
-	target, err := url.Parse(vaultAddr)
+	target, err := url.Parse(v.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,18 +272,35 @@ func startVaultCounter(t *testing.T, vaultAddr string) *vaultCounter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &vaultCounter{Addr: "http://" + ln.Addr().String()}
+	c := &vaultCounter{Addr: "http://" + ln.Addr().String(), namespaces: map[string]int{}}
 	rp := httputil.NewSingleHostReverseProxy(target)
+	if v.CACert != "" {
+		pem, err := os.ReadFile(v.CACert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.n.Add(1)
 		c.mu.Lock()
 		c.paths = append(c.paths, r.Method+" "+r.URL.Path)
+		c.namespaces[r.Header.Get("X-Vault-Namespace")]++
 		c.mu.Unlock()
 		rp.ServeHTTP(w, r)
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return c
+}
+
+// Namespaces returns how many requests named each namespace ("" for none).
+func (c *vaultCounter) Namespaces() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.namespaces)
 }
 
 // Count returns the requests so far and their method and path.

@@ -21,6 +21,7 @@ import (
 	"github.com/pgcloak/pgcloak/crypto"
 	"github.com/pgcloak/pgcloak/crypto/keystore"
 	"github.com/pgcloak/pgcloak/crypto/vault"
+	"github.com/pgcloak/pgcloak/integration/harness"
 )
 
 // TestKeysCommands runs init (twice), list, rotate and rewrap against a real
@@ -375,7 +376,7 @@ path "transit/rewrap/pgcloak-*"  { capabilities = ["update"] }
 func TestKeysNoVaultOnHotPath(t *testing.T) {
 	e := newKeysEnv(t, keysConfigOpts{})
 	e.mustKeys("init")
-	counter := startVaultCounter(t, e.vault.Addr)
+	counter := startVaultCounter(t, e.vault)
 	inst := e.instance(func(c *config.Config) { c.KMS.Vault.Address = counter.Addr })
 	loaded, paths := counter.Count()
 	if loaded == 0 {
@@ -465,5 +466,58 @@ func TestKeysAllOrNothing(t *testing.T) {
 	}
 	if got := kr.Versions(); fmt.Sprint(got) != "[2 1]" {
 		t.Errorf("versions %v, want [2 1]", got)
+	}
+}
+
+// TestKeysVaultEnvironment configures Vault only through the environment
+// variables every Vault client honours: VAULT_ADDR (an HTTPS server with a
+// private CA), VAULT_CACERT and VAULT_TOKEN, with a config file that names
+// neither address nor token. Without the CA the commands fail, naming the
+// address and the certificate problem. VAULT_NAMESPACE is sent with every
+// request (Vault Enterprise's namespaces; the open-source server ignores
+// the header, so a recording proxy checks it).
+func TestKeysVaultEnvironment(t *testing.T) {
+	e := newKeysEnv(t, keysConfigOpts{vault: harness.VaultOptions{TLS: true}})
+	if !strings.HasPrefix(e.vault.Addr, "https://") {
+		t.Fatalf("Vault at %s, want HTTPS", e.vault.Addr)
+	}
+	yaml := fmt.Sprintf(`upstream: host=127.0.0.1
+admin_dsn: %q
+kms:
+  vault:
+    auth: {method: token}
+keys:
+  pii: {transit_key: pgcloak-pii}
+`, e.adminDSN)
+	if err := os.WriteFile(e.config, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VAULT_ADDR", e.vault.Addr)
+	t.Setenv("VAULT_TOKEN", e.vault.RootToken)
+	t.Setenv("VAULT_MAX_RETRIES", "0")
+
+	t.Setenv("VAULT_CACERT", "")
+	if code, _, errs := e.keys("init"); code == 0 || !strings.Contains(errs, e.vault.Addr) || !strings.Contains(errs, "certificate") {
+		t.Fatalf("keys init without the CA: exit %d, %q; want a failure naming %s and the certificate", code, errs, e.vault.Addr)
+	}
+
+	t.Setenv("VAULT_CACERT", e.vault.CACert)
+	e.mustKeys("init")
+	if out := e.mustKeys("list"); !strings.Contains(out, "pii") {
+		t.Fatalf("keys list: %q", out)
+	}
+	inst := e.instance(nil)
+	v := encrypt(t, inst, "pii", "over https")
+	if pt, err := decrypt(inst, "pii", v, testColumn(t)); err != nil || pt != "over https" {
+		t.Fatalf("round trip: %q, %v", pt, err)
+	}
+
+	counter := startVaultCounter(t, e.vault)
+	t.Setenv("VAULT_ADDR", counter.Addr)
+	t.Setenv("VAULT_NAMESPACE", "team-a/pgcloak")
+	e.mustKeys("rotate", "pii")
+	ns := counter.Namespaces()
+	if len(ns) != 1 || ns["team-a/pgcloak"] == 0 {
+		t.Fatalf("requests by namespace %v; want every request in team-a/pgcloak", ns)
 	}
 }

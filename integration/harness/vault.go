@@ -3,6 +3,8 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,17 +31,23 @@ type VaultOptions struct {
 	// StartTimeout bounds the wait for the server to be healthy (default
 	// 30s). Building Vault is not counted.
 	StartTimeout time.Duration
+	// TLS serves HTTPS with a certificate of a CA the dev server makes
+	// (vault server -dev-tls); its PEM file is Vault.CACert.
+	TLS bool
 }
 
 // Vault is a running Vault dev server (in-memory storage, unsealed) with the
 // transit secrets engine mounted at transit/.
 type Vault struct {
-	Addr      string // http://127.0.0.1:PORT
+	Addr      string // http://127.0.0.1:PORT, https:// with VaultOptions.TLS
 	RootToken string
 	LogPath   string // stdout and stderr of the server
+	CACert    string // with VaultOptions.TLS: the PEM file of the CA
 
-	dir  string
-	proc *process
+	dir    string
+	proc   *process
+	tls    bool
+	client *http.Client
 }
 
 // StartVault starts a Vault dev server on a free port, building the binary
@@ -56,7 +64,7 @@ func StartVault(t TB, opts VaultOptions) *Vault {
 	if err != nil {
 		t.Fatalf("harness: %v", err)
 	}
-	v := &Vault{RootToken: opts.RootToken, LogPath: filepath.Join(dir, "vault.log"), dir: dir}
+	v := &Vault{RootToken: opts.RootToken, LogPath: filepath.Join(dir, "vault.log"), dir: dir, tls: opts.TLS, client: http.DefaultClient}
 	t.Cleanup(func() { v.cleanup(t) })
 	if v.RootToken == "" {
 		v.RootToken = "root-" + randomHex(12)
@@ -115,9 +123,19 @@ func (v *Vault) startOnce(bin string, timeout time.Duration) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := account{}.command(bin, "server", "-dev",
-		"-dev-root-token-id="+v.RootToken,
-		"-dev-listen-address=127.0.0.1:"+strconv.Itoa(port))
+	args := []string{"server", "-dev",
+		"-dev-root-token-id=" + v.RootToken,
+		"-dev-listen-address=127.0.0.1:" + strconv.Itoa(port)}
+	if v.tls {
+		certs := filepath.Join(v.dir, "tls")
+		if err := os.MkdirAll(certs, 0o755); err != nil {
+			return err
+		}
+		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+certs)
+		v.Addr = "https://127.0.0.1:" + strconv.Itoa(port)
+		v.CACert = filepath.Join(certs, "vault-ca.pem")
+	}
+	cmd := account{}.command(bin, args...)
 	cmd.Env = vaultEnv(v.dir)
 	cmd.Dir = v.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -126,6 +144,11 @@ func (v *Vault) startOnce(bin string, timeout time.Duration) error {
 	}
 	deadline := time.Now().Add(timeout)
 	for {
+		if v.tls && v.client == http.DefaultClient {
+			if c, err := caClient(v.CACert); err == nil { // once the server wrote it
+				v.client = c
+			}
+		}
 		err := v.Call("GET", "sys/health", nil, nil)
 		if err == nil {
 			return nil
@@ -182,7 +205,7 @@ func (v *Vault) Call(method, path string, in, out any) error {
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := v.client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -198,6 +221,19 @@ func (v *Vault) Call(method, path string, in, out any) error {
 		return json.Unmarshal(b, out)
 	}
 	return nil
+}
+
+// caClient is an HTTP client that trusts the CA in the PEM file at path.
+func caClient(path string) (*http.Client, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no certificate", path)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}, nil
 }
 
 // Stop shuts the server down (SIGTERM, then SIGKILL after 5s) and waits for
