@@ -57,8 +57,13 @@ func newLCEnv(t *testing.T, schema string, rules []lcRule) *lcEnv {
 // its own).
 func newLCEnvOn(t testing.TB, pg *harness.Postgres, vault *harness.Vault, schema string, rules []lcRule) *lcEnv {
 	t.Helper()
-	e := &lcEnv{t: t, pg: pg, vault: vault, dir: t.TempDir(), rules: rules}
-	e.db = "lc_" + randomSuffix()
+	return newLCEnvDB(t, pg, vault, "lc_"+randomSuffix(), schema, rules)
+}
+
+// newLCEnvDB is newLCEnvOn with the database named db.
+func newLCEnvDB(t testing.TB, pg *harness.Postgres, vault *harness.Vault, db, schema string, rules []lcRule) *lcEnv {
+	t.Helper()
+	e := &lcEnv{t: t, pg: pg, vault: vault, dir: t.TempDir(), rules: rules, db: db}
 	if err := pg.ExecDB("postgres", "CREATE DATABASE "+e.db); err != nil {
 		t.Fatal(err)
 	}
