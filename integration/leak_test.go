@@ -365,7 +365,7 @@ func TestLeakScan(t *testing.T) {
 		}
 		// The failing statements were logged with their text: the log
 		// saw them, in ciphertext.
-		for _, want := range []string{"duplicate key value violates unique constraint", "division by zero", "STATEMENT:  INSERT INTO customers (id, email, note) VALUES (1, '\\x"} {
+		for _, want := range []string{"duplicate key value violates unique constraint", "division by zero", "STATEMENT:  INSERT INTO customers (id, email, note) VALUES (1, E'\\\\x"} {
 			if !bytes.Contains(data, []byte(want)) {
 				t.Errorf("server log lacks %q", want)
 			}

@@ -363,3 +363,68 @@ func TestRefusalShadow(t *testing.T) {
 		t.Errorf("customers changed:\nbefore %s\nafter  %s", before, got)
 	}
 }
+
+// TestRefusalNonStandardStrings: a session whose standard_conforming_strings
+// is off without a SET that pgcloak sees (here the startup options; a role
+// or database default does the same) reads backslashes in plain literals as
+// escapes. pgcloak follows the server's report of the setting: a text on
+// protected tables that holds a backslash is refused, since pgcloak's
+// parser would read it with the setting on; texts without one, parameters,
+// and texts on other tables work. Once the session turns the setting on,
+// backslashes are fine again.
+func TestRefusalNonStandardStrings(t *testing.T) {
+	e := newRefuseEnv(t, "", nil)
+	before := e.snapshot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*queryTimeout)
+	defer cancel()
+	c := e.connect("options", "-c%20standard_conforming_strings%3Doff")
+	defer c.Close(ctx)
+	if v := c.PgConn().ParameterStatus("standard_conforming_strings"); v != "off" {
+		t.Fatalf("standard_conforming_strings %q after startup, want off", v)
+	}
+
+	// simple runs a text as a simple Query, as psql does (pgx's own
+	// simple protocol refuses to run with the setting off).
+	simple := func(sql string) error {
+		_, err := c.PgConn().Exec(ctx, sql).ReadAll()
+		return err
+	}
+
+	// Under standard_conforming_strings = off, 'x\', ' is one literal;
+	// read with it on, it is two. The column count of the row differs.
+	err := simple(`INSERT INTO customers (email, note) VALUES ('x\', ', 'plain')`)
+	requirePgError(t, err, "0A000", "standard_conforming_strings is off", "backslash")
+	err = simple(`SELECT id FROM customers WHERE email = 'a\\b'`)
+	requirePgError(t, err, "0A000", "standard_conforming_strings is off")
+	if after := e.snapshot(t); after != before {
+		t.Fatalf("customers changed:\n%s\nwant\n%s", after, before)
+	}
+
+	// No backslash, parameters, other tables: as usual.
+	if err := simple(`INSERT INTO customers (email, note) VALUES ('no-backslash@example.org', 'n')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, `INSERT INTO customers (email, note) VALUES ($1, 'p')`, `param\with\backslashes`); err != nil {
+		t.Fatal(err)
+	}
+	if err := simple(`SELECT note FROM orders WHERE note <> 'a\\b'`); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	rows, _ := c.Query(ctx, `SELECT email FROM customers WHERE note IN ('n', 'p') ORDER BY note`)
+	if got, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil || strings.Join(got, " ") != `no-backslash@example.org param\with\backslashes` {
+		t.Fatalf("read back %q, %v", got, err)
+	}
+
+	// Turned on, the server reports it and backslashes are plain again.
+	if _, err := c.Exec(ctx, `SET standard_conforming_strings = on`); err != nil {
+		t.Fatal(err)
+	}
+	if err := simple(`INSERT INTO customers (email, note) VALUES ('x\', 'on')`); err != nil {
+		t.Fatal(err)
+	}
+	var email string
+	if err := c.QueryRow(ctx, `SELECT email FROM customers WHERE note = 'on'`).Scan(&email); err != nil || email != `x\` {
+		t.Fatalf("after SET on: %q, %v", email, err)
+	}
+}

@@ -5,10 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
-	"slices"
 
 	"github.com/pgcloak/pgcloak/proxy/copyfmt"
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
@@ -229,6 +230,13 @@ func (ss *session) analyze(sql string) (*sqlplan.Analysis, error) {
 	if !sqlplan.MayMatter(sql, c.p) {
 		return nil, nil
 	}
+	if c.nonStandardStrings.Load() && strings.IndexByte(sql, '\\') >= 0 {
+		// Without a backslash a text lexes the same either way; with one,
+		// pgcloak could misread where a literal ends.
+		return nil, &sqlplan.Refusal{Code: sqlplan.CodeFeatureNotSupported, Op: "read the string literals of",
+			Column: "a statement on protected tables",
+			Reason: "standard_conforming_strings is off in this session and the text holds a backslash; pgcloak reads literals as with it on. Turn standard_conforming_strings on (SET standard_conforming_strings = on), or pass values as parameters"}
+	}
 	if len(sql) > planCacheMaxSQL {
 		return sqlplan.Analyze(sql, c.p, c.searchPath)
 	}
@@ -428,7 +436,9 @@ func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis) ([]byte, error) {
 			}
 			out = growSQL(out, sql)
 			out = append(out, sql[last:e.Start]...)
-			out = append(out, `'\x`...)
+			// E'\\x…': the same bytes whether standard_conforming_strings
+			// is on or off ('\x…' would be read as escapes with it off).
+			out = append(out, `E'\\x`...)
 			out = hex.AppendEncode(out, ct)
 			out = append(out, `'::bytea`...)
 			if sqlplan.SpaceAfter(sql, e) {

@@ -396,6 +396,9 @@ func (ss *session) parameterStatus(m []byte) {
 	if ps.Decode(m[headerLen:]) != nil {
 		return
 	}
+	if ps.Name == "standard_conforming_strings" {
+		ss.cloak.nonStandardStrings.Store(ps.Value != "on")
+	}
 	ss.cloak.setParameter(ps.Name, ps.Value)
 }
 

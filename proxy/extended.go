@@ -148,6 +148,12 @@ type cloak struct {
 	// serializes the writers.
 	fmt   atomic.Pointer[values.Session]
 	fmtMu sync.Mutex
+	// nonStandardStrings is set while the server reports
+	// standard_conforming_strings off (a role or database default, startup
+	// options, a function calling set_config): backslashes in plain string
+	// literals are escapes then, and pgcloak's SQL parser reads them as
+	// with the setting on. Server loop writes, client loop reads.
+	nonStandardStrings atomic.Bool
 	// startupSettings are the unreported settings as the startup message
 	// set them ("" = server default), which RESET returns to.
 	startupSettings map[string]string

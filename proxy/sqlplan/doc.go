@@ -100,6 +100,11 @@
 //     column; SET standard_conforming_strings off (the literals would be
 //     misread); PREPARE with a declared non-bytea type for a protected
 //     parameter.
+//   - (In the session, not here.) While the server reports
+//     standard_conforming_strings off by other means (a role or database
+//     default, startup options), a text that needs planning and holds a
+//     backslash: without one, a text lexes the same either way. pgcloak's
+//     own ciphertext literals are E'\x…', read the same either way.
 //   - An unqualified protected table name after a RESET of search_path in
 //     the same text (its value is not known here).
 //   - A text that does not parse and mentions a protected table name:
