@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync"
 	"testing"
 	"testing/iotest"
 )
@@ -98,7 +99,7 @@ func TestFrameReaderErrors(t *testing.T) {
 // TestFrameReaderFlushesBeforeBlocking checks the rule that keeps pipelines
 // moving: output is held only while more input is already buffered.
 func TestFrameReaderFlushesBeforeBlocking(t *testing.T) {
-	var out bytes.Buffer
+	var out syncBuffer // written by the goroutine that blocks in header
 	w := bufio.NewWriterSize(&out, 4096)
 	pr, pw := io.Pipe()
 	f := newFrameReader(pr, w, 4096)
@@ -132,6 +133,25 @@ func TestFrameReaderFlushesBeforeBlocking(t *testing.T) {
 	}
 	pw.Close()
 	<-done
+}
+
+// syncBuffer is a bytes.Buffer that one goroutine may write while another
+// reads its length.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Len()
 }
 
 func TestLargeMessage(t *testing.T) {
