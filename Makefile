@@ -9,8 +9,8 @@ LDFLAGS := -X github.com/pgcloak/pgcloak/cmd.Version=$(VERSION)
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
 
-# A throwaway PostgreSQL (+ dev Vault once keys land), pgcloak in front of it,
-# and a scripted psql session through it.
+# A throwaway PostgreSQL, a Vault dev server (or the local KMS), pgcloak, sample
+# data and a scripted psql session through it.
 demo: build
 	./$(BIN) demo
 
@@ -23,9 +23,12 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 
-# Unit tests, fuzz seed corpora and the integration tests against real
-# PostgreSQL and Vault processes.
+# The packages with concurrent code under the race detector (the
+# integration tests pass under it too, ~5 min: go test -race -short
+# ./integration/), then unit tests, fuzz seed corpora and the integration
+# tests against real PostgreSQL and Vault processes.
 test: vault vet
+	$(GO) test -race -count=1 ./proxy/... ./crypto/... ./migrate/... ./config/...
 	$(GO) test -count=1 -timeout 50m ./...
 
 # Throughput: pgbench -S against direct PostgreSQL, PgBouncer and pgcloak.
