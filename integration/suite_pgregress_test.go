@@ -39,10 +39,11 @@ var pgRegressRefused = map[string]string{
 }
 
 // TestPostgresRegress runs PostgreSQL's own regression suite (pg_regress
-// with the parallel schedule, as `make installcheck` does) twice, on two
-// identical fresh clusters: directly, and through pgcloak with a protected
-// table in the database under test, so that every statement of the suite
-// goes through pgcloak's analyzer and encryption layer. Every test's output
+// with the parallel schedule, as `make installcheck` does) three times, on
+// identical fresh clusters: directly, through pgcloak's plain relay, and
+// through pgcloak with a protected table in the database under test, so
+// that every statement of the suite goes through pgcloak's analyzer and
+// encryption layer. Every test's output
 // (psql's transcript of its statements, results, errors and notices) must
 // be the same through pgcloak as directly, but for the refusals in
 // pgRegressRefused, whose output must be the same up to the refusal.
@@ -65,23 +66,33 @@ func TestPostgresRegress(t *testing.T) {
 	}
 	src := regressSource(t, bin)
 
-	var pgs [2]*harness.Postgres
-	var envs [2]*lcEnv
+	// Three identical clusters: the direct run, pgcloak relaying a database
+	// it protects nothing in (admin_dsn names another one, so sessions take
+	// the plain relay), and pgcloak with a protected table in the database
+	// under test. The psql test names the database "regression", as
+	// installcheck does.
+	var pgs [3]*harness.Postgres
+	var envs [3]*lcEnv
 	vault := sharedVault(t)
 	for i := range pgs {
 		pgs[i] = harness.StartPostgres(t, harness.PostgresOptions{
 			// The suite connects as roles it creates, without passwords.
 			HBA: []string{"host all all 127.0.0.1/32 trust", "local all all trust"},
 		})
-		// The psql test names the database "regression", as installcheck
-		// does.
-		envs[i] = newLCEnvDB(t, pgs[i], vault, "regression", `CREATE TABLE pgcloak_guard (id int PRIMARY KEY, secret bytea);`,
+		db := "regression"
+		if i == 1 {
+			db = "pgcloak_admin"
+			if err := pgs[i].ExecDB("postgres", "CREATE DATABASE regression"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		envs[i] = newLCEnvDB(t, pgs[i], vault, db, `CREATE TABLE pgcloak_guard (id int PRIMARY KEY, secret bytea);`,
 			[]lcRule{{"public.pgcloak_guard", "secret", "{type: text, key: pii}"}})
 	}
-	p := envs[1].startProxy(envs[1].config("encrypted"))
-	host, port, _ := strings.Cut(p.addr, ":")
+	relay := envs[1].startProxy(envs[1].config("encrypted"))
+	protected := envs[2].startProxy(envs[2].config("encrypted"))
 
-	// Both runs write into the same directory, which the postgres user can
+	// The runs write into the same directory, which the postgres user can
 	// reach (the COPY tests make the server write files into results/), so
 	// that the paths in their outputs are the same; each is moved aside
 	// afterwards.
@@ -131,12 +142,28 @@ func TestPostgresRegress(t *testing.T) {
 		}
 		return results, filepath.Join(base, name)
 	}
-	want, directOut := run("direct", envs[0].pg.Host, fmt.Sprint(envs[0].pg.Port), envs[0].db)
-	got, proxiedOut := run("pgcloak", host, port, envs[1].db)
+	hostPort := func(p *lcProxy) (string, string) {
+		host, port, _ := strings.Cut(p.addr, ":")
+		return host, port
+	}
+	want, directOut := run("direct", envs[0].pg.Host, fmt.Sprint(envs[0].pg.Port), "regression")
+	rh, rp := hostPort(relay)
+	gotRelay, relayOut := run("relay", rh, rp, "regression")
+	ph, pp := hostPort(protected)
+	got, protectedOut := run("protected", ph, pp, "regression")
 
-	// Both clusters run the same psql against the same server build, so
+	// The clusters run the same psql against the same server build, so
 	// every test's output must be the same, whether or not it matches the
 	// suite's expected file (see the README on versions).
+	compareRegress(t, "relayed by pgcloak", want, gotRelay, directOut, relayOut, nil)
+	compareRegress(t, "through pgcloak's analyzer", want, got, directOut, protectedOut, pgRegressRefused)
+}
+
+// compareRegress checks that every test's output in gotOut is the one in
+// wantOut, but for refused tests, whose output must be the same up to
+// pgcloak's refusal.
+func compareRegress(t *testing.T, how string, want, got map[string]string, wantDir, gotDir string, refused map[string]string) {
+	t.Helper()
 	var names []string
 	for name := range want {
 		names = append(names, name)
@@ -144,22 +171,21 @@ func TestPostgresRegress(t *testing.T) {
 	sort.Strings(names)
 	same := 0
 	for _, name := range names {
-		wantOut := readFile(t, filepath.Join(directOut, "results", name+".out"))
-		gotOut := readFile(t, filepath.Join(proxiedOut, "results", name+".out"))
-		if why, ok := pgRegressRefused[name]; ok {
-			// Up to the refusal, the output is the direct run's.
+		wantOut := readFile(t, filepath.Join(wantDir, "results", name+".out"))
+		gotOut := readFile(t, filepath.Join(gotDir, "results", name+".out"))
+		if why, ok := refused[name]; ok {
 			if line := firstDifference(wantOut, gotOut); !strings.Contains(line, why) {
-				t.Errorf("%s: the first difference from the direct run is %q, want pgcloak's refusal %q", name, line, why)
+				t.Errorf("%s: %s: the first difference from the direct run is %q, want pgcloak's refusal %q", how, name, line, why)
 			}
 			continue
 		}
 		if gotOut != wantOut {
-			t.Errorf("regression test %s (%s directly, %s through pgcloak): the output differs; %s", name, want[name], got[name], lineDiff(wantOut, gotOut))
+			t.Errorf("%s: regression test %s (%s directly, %s through pgcloak): the output differs; %s", how, name, want[name], got[name], lineDiff(wantOut, gotOut))
 			continue
 		}
 		same++
 	}
-	t.Logf("%d of %d tests give the same output through pgcloak as directly; %d refused by design", same, len(names), len(pgRegressRefused))
+	t.Logf("%s: %d of %d tests give the same output as directly; %d refused by design", how, same, len(names), len(refused))
 }
 
 // pgRegressLine is a test's result line of pg_regress 15: "test name ...
