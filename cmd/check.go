@@ -74,7 +74,10 @@ backstop_not_valid    warning  that constraint is NOT VALID: older rows are not 
 state_migrating       warning  state: migrating: reads accept plaintext
 index_missing         warning  a deterministic column has no index for equality searches
 index_useless         warning  an index on a randomized column cannot serve a search
-migration_unfinished  warning  a pgcloak migrate run stopped before its end`,
+migration_unfinished  warning  a pgcloak migrate run stopped before its end
+nonstandard_strings   warning  standard_conforming_strings is off for some sessions (server, database
+                               or role default): their statements on protected tables that hold a
+                               backslash are refused`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg, err := g.loadConfig()
@@ -128,6 +131,55 @@ func (ck *checker) run(ctx context.Context) {
 		ck.checkTable(ctx, conn, t)
 	}
 	ck.checkMigrations(ctx, conn)
+	ck.checkStringSyntax(ctx, conn)
+}
+
+// checkStringSyntax looks for standard_conforming_strings turned off for
+// sessions in the protected database: pgcloak's parser reads literals with
+// it on, so such sessions get their backslash-holding statements on
+// protected tables refused (0A000).
+func (ck *checker) checkStringSyntax(ctx context.Context, conn *pgx.Conn) {
+	const fix = "turn it back on (the default since PostgreSQL 9.1), or have the applications pass values as parameters"
+	var setting, source string
+	// Database and role defaults are reported one by one below; this is the
+	// server-wide value (configuration file, command line).
+	if err := conn.QueryRow(ctx, `SELECT setting, source FROM pg_settings WHERE name = 'standard_conforming_strings'`).Scan(&setting, &source); err == nil &&
+		setting != "on" && source != "database" && source != "user" && source != "database user" {
+		ck.add(levelWarning, "nonstandard_strings", "standard_conforming_strings",
+			fmt.Sprintf("standard_conforming_strings is %s for admin_dsn's session (source: %s); sessions like it get statements on protected tables that hold a backslash refused", setting, source), fix)
+	}
+	rows, err := conn.Query(ctx, `
+		SELECT coalesce(r.rolname, ''), coalesce(d.datname, '')
+		FROM pg_db_role_setting s
+		LEFT JOIN pg_roles r ON r.oid = s.setrole
+		LEFT JOIN pg_database d ON d.oid = s.setdatabase
+		CROSS JOIN unnest(s.setconfig) AS c(kv)
+		WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+		  AND lower(split_part(c.kv, '=', 1)) = 'standard_conforming_strings'
+		  AND lower(split_part(c.kv, '=', 2)) NOT IN ('on', 'true', 'yes', '1')
+		ORDER BY 1, 2`)
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var role, db string
+		if rows.Scan(&role, &db) != nil {
+			return
+		}
+		who, alter := "every session", ""
+		switch {
+		case role != "" && db != "":
+			who, alter = fmt.Sprintf("role %s in database %s", role, db), fmt.Sprintf("ALTER ROLE %s IN DATABASE %s RESET standard_conforming_strings", pgx.Identifier{role}.Sanitize(), pgx.Identifier{db}.Sanitize())
+		case role != "":
+			who, alter = "role "+role, fmt.Sprintf("ALTER ROLE %s RESET standard_conforming_strings", pgx.Identifier{role}.Sanitize())
+		case db != "":
+			who, alter = "database "+db, fmt.Sprintf("ALTER DATABASE %s RESET standard_conforming_strings", pgx.Identifier{db}.Sanitize())
+		}
+		ck.add(levelWarning, "nonstandard_strings", "standard_conforming_strings",
+			fmt.Sprintf("standard_conforming_strings defaults to off for %s: its statements on protected tables that hold a backslash are refused", who),
+			alter+"; "+fix)
+	}
 }
 
 // checkKMS logs in to Vault (or opens the local key file) as serve does.

@@ -124,6 +124,10 @@ func TestCheck(t *testing.T) {
 		{name: "migration unfinished", opts: ckOpts{tables: goodTables},
 			before: `INSERT INTO pgcloak.migrations (table_name, columns, operation, key_columns, last_key, rows_done) VALUES ('public.good', 'email', 'rotate', 'id', '{1}', 1)`,
 			kind:   "migration_unfinished", target: "public.good", level: "warning", code: 0},
+		// Last: it changes the database's sessions.
+		{name: "nonstandard strings", opts: ckOpts{tables: goodTables},
+			before: `ALTER DATABASE ` + e.db + ` SET standard_conforming_strings = off`,
+			kind:   "nonstandard_strings", target: "standard_conforming_strings", level: "warning", code: 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
