@@ -309,3 +309,51 @@ func (c *vaultCounter) Count() (int64, []string) {
 	defer c.mu.Unlock()
 	return c.n.Load(), append([]string(nil), c.paths...)
 }
+
+// keepUsing wraps and unwraps a fresh data key with kms every 200 ms for d,
+// and every tenth round rotates keyring pii and has inst load and use the
+// new version, so that both tokens (the KMS's and the instance's) must
+// outlive their TTLs. round, if not nil, runs at the end of each round with
+// its index. It fails the test at the first failed request, and unless kms
+// renewed its token and logged in again and inst holds the rotations; it
+// returns kms's stats.
+func (e *keysEnv) keepUsing(kms *vault.KMS, inst *keystore.Loader, d time.Duration, round func(i int)) vault.Stats {
+	t := e.t
+	t.Helper()
+	col := testColumn(t)
+	ctx := context.Background()
+	start := time.Now()
+	for i := 0; time.Since(start) < d; i++ {
+		dek := crypto.NewDEK()
+		w, err := kms.Wrap(ctx, "pgcloak-pii", dek)
+		if err != nil {
+			t.Fatalf("wrap at %v: %v", time.Since(start).Round(time.Millisecond), err)
+		}
+		back, err := kms.Unwrap(ctx, "pgcloak-pii", w)
+		if err != nil || string(back) != string(dek) {
+			t.Fatalf("unwrap at %v: %v", time.Since(start).Round(time.Millisecond), err)
+		}
+		if i%10 == 0 {
+			e.mustKeys("rotate", "pii")
+			if err := inst.Reload(ctx); err != nil {
+				t.Fatalf("instance reload at %v: %v", time.Since(start).Round(time.Millisecond), err)
+			}
+			if _, err := decrypt(inst, "pii", encrypt(t, inst, "pii", "x"), col); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if round != nil {
+			round(i)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	st := kms.Stats()
+	if st.Renewals < 1 || st.Logins < 2 {
+		t.Errorf("stats %+v: want at least one renewal and one login after the first", st)
+	}
+	kr, _ := inst.Keyring("pii")
+	if active, _ := kr.Active(); active < 3 {
+		t.Errorf("instance active version %d, want the rotations loaded", active)
+	}
+	return st
+}

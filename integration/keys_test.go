@@ -336,39 +336,8 @@ path "transit/rewrap/pgcloak-*"  { capabilities = ["update"] }
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { kms.Close(context.Background()) })
-	col := testColumn(t)
-	ctx := context.Background()
-	start := time.Now()
-	for i := 0; time.Since(start) < 10*time.Second; i++ {
-		dek := crypto.NewDEK()
-		w, err := kms.Wrap(ctx, "pgcloak-pii", dek)
-		if err != nil {
-			t.Fatalf("wrap at %v: %v", time.Since(start).Round(time.Millisecond), err)
-		}
-		back, err := kms.Unwrap(ctx, "pgcloak-pii", w)
-		if err != nil || string(back) != string(dek) {
-			t.Fatalf("unwrap at %v: %v", time.Since(start).Round(time.Millisecond), err)
-		}
-		if i%10 == 0 { // the instance's own token must also live on
-			e.mustKeys("rotate", "pii")
-			if err := inst.Reload(ctx); err != nil {
-				t.Fatalf("instance reload at %v: %v", time.Since(start).Round(time.Millisecond), err)
-			}
-			if _, err := decrypt(inst, "pii", encrypt(t, inst, "pii", "x"), col); err != nil {
-				t.Fatal(err)
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	st := kms.Stats()
+	st := e.keepUsing(kms, inst, 10*time.Second, nil)
 	t.Logf("AppRole KMS over 10s: %+v", st)
-	if st.Renewals < 1 || st.Logins < 2 {
-		t.Errorf("stats %+v: want at least one renewal and one login after the first", st)
-	}
-	kr, _ := inst.Keyring("pii")
-	if active, _ := kr.Active(); active < 3 {
-		t.Errorf("instance active version %d, want the rotations loaded", active)
-	}
 }
 
 // TestKeysNoVaultOnHotPath counts the HTTP requests that reach Vault: after

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -83,24 +82,6 @@ func leakContains(data []byte, v string) bool {
 	return false
 }
 
-// leakLogBuffer is a bytes.Buffer safe for the logger's goroutines.
-type leakLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *leakLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *leakLogBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}
-
 // TestLeakScan writes sentinel values through pgcloak into protected
 // columns by every path a client has (literals in the simple and extended
 // protocol, text and binary parameters, multi-row and multi-statement
@@ -120,7 +101,7 @@ func TestLeakScan(t *testing.T) {
 		"wal_level":               "'replica'",
 	}})
 	wire := startWireRecorder(t, pg)
-	var pgcloakLog leakLogBuffer
+	var pgcloakLog lockedBuffer
 	logCore := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.AddSync(&pgcloakLog), zapcore.DebugLevel)
 	log := zap.New(zapcore.NewTee(zaptest.NewLogger(t).Core(), logCore))
 	e := newCloakEnv(t, cloakEnvOptions{
