@@ -19,6 +19,7 @@ import (
 	"github.com/pgcloak/pgcloak/crypto"
 	"github.com/pgcloak/pgcloak/crypto/keystore"
 	"github.com/pgcloak/pgcloak/migrate"
+	"github.com/pgcloak/pgcloak/proxy/catalog"
 	"github.com/pgcloak/pgcloak/proxy/values"
 )
 
@@ -292,15 +293,15 @@ func (ck *checker) checkColumn(ctx context.Context, conn *pgx.Conn, rel *migrate
 		return
 	}
 	migrating := rule.State == config.StateMigrating
-	con := rel.Constraint(migrate.BackstopName(name))
+	con := rel.Constraint(catalog.BackstopName(name))
 	backstopOK := false
 	switch {
 	case con == nil && !migrating:
-		ck.add(levelError, "backstop_missing", target, fmt.Sprintf("no CHECK constraint %s: a write around pgcloak can store plaintext", migrate.BackstopName(name)),
+		ck.add(levelError, "backstop_missing", target, fmt.Sprintf("no CHECK constraint %s: a write around pgcloak can store plaintext", catalog.BackstopName(name)),
 			fmt.Sprintf("pgcloak migrate encrypt --table %s --column %s (adds it), or: %s; ALTER TABLE %s VALIDATE CONSTRAINT %s;",
-				key, name, migrate.BackstopSQL(rel, name), rel.Ident(), pgx.Identifier{migrate.BackstopName(name)}.Sanitize()))
+				key, name, catalog.BackstopSQL(rel.Schema, rel.Name, name), rel.Ident(), pgx.Identifier{catalog.BackstopName(name)}.Sanitize()))
 	case con != nil:
-		want, err := migrate.BackstopDef(ctx, conn, name)
+		want, err := catalog.BackstopDef(ctx, conn, name)
 		have := strings.TrimSuffix(con.Def, " NOT VALID")
 		switch {
 		case err != nil:

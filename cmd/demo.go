@@ -115,6 +115,8 @@ SELECT full_name, birth_date FROM customers WHERE id = 1;
 // demoDirect is the psql session straight to PostgreSQL: what the database,
 // its logs, backups and anyone with access to them hold.
 const demoDirect = `SELECT id, substring(email::text for 40) AS email, substring(credit_limit::text for 24) AS credit_limit, country FROM customers ORDER BY id;
+\echo '-- Anything that goes around pgcloak is refused by the database itself (the backstop):'
+INSERT INTO customers (full_name, email, country) VALUES ('Mallory', 'mallory@example.net', 'XX');
 `
 
 func runDemo(out io.Writer, keep bool) (err error) {
@@ -184,14 +186,34 @@ func runDemo(out io.Writer, keep bool) (err error) {
 	ec := zap.NewDevelopmentEncoderConfig()
 	ec.TimeKey, ec.CallerKey = "", ""
 	log := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(ec), zapcore.AddSync(os.Stderr), zapcore.ErrorLevel))
-	prot, closeKeys, err := loadProtection(ctx, cfg, log)
+	// The database's own backstop: PostgreSQL refuses anything but
+	// ciphertext in the protected columns, whoever writes.
+	var protectOut, protectErr bytes.Buffer
+	if code := RunProtect([]string{"--config", cfgPath, "--apply", "--log-level", "error"}, &protectOut, &protectErr); code != 0 {
+		return fmt.Errorf("pgcloak protect --apply: %s%s", protectOut.String(), strings.TrimSpace(protectErr.String()))
+	}
+	step("protect:     CHECK constraints pgcloak_<column>_encrypted added: PostgreSQL refuses anything but ciphertext")
+	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: log, NotReady: "loading keys and protected columns"})
 	if err != nil {
 		return err
 	}
-	defer closeKeys()
-	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: log, Protection: prot})
-	if err != nil {
-		return err
+	fatal := make(chan error, 1)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if closeKeys := loadUntilReady(wctx, cfg, log, srv, fatal); closeKeys != nil {
+		defer closeKeys()
+	}
+	for ready, why := srv.Ready(); !ready; ready, why = srv.Ready() {
+		select {
+		case err := <-fatal:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Since(begin) > time.Minute {
+			return fmt.Errorf("pgcloak not ready: %s", why)
+		}
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -20,7 +20,7 @@ import (
 	"github.com/pgcloak/pgcloak/config"
 	"github.com/pgcloak/pgcloak/crypto"
 	"github.com/pgcloak/pgcloak/migrate"
-	"github.com/pgcloak/pgcloak/proxy/values"
+	"github.com/pgcloak/pgcloak/proxy/catalog"
 )
 
 // migrateFlags are the flags of the migrate subcommands.
@@ -291,28 +291,20 @@ func sortedNames(m map[string]config.Column) []string {
 	return names
 }
 
-// columns resolves the chosen rules for a run.
+// columns resolves the chosen rules for a run, as serve does
+// (catalog.NewRule): identity, search group, type and mode.
 func (e *migrateEnv) columns() ([]migrate.Column, error) {
 	var cols []migrate.Column
 	for _, n := range e.names {
-		r := e.rules[n]
-		typ, err := values.Lookup(r.Type)
+		r, err := catalog.NewRule(e.rel.Schema, e.rel.Name, n, e.rules[n])
 		if err != nil {
 			return nil, fmt.Errorf("tables.%s.%s: %w", e.table, n, err)
-		}
-		mode := crypto.Randomized
-		if r.Mode == config.ModeDeterministic {
-			mode = crypto.Deterministic
-		}
-		id, err := crypto.NewColumnID(e.rel.Schema, e.rel.Name, n)
-		if err != nil {
-			return nil, err
 		}
 		kr, err := e.keys.Keyring(r.Key)
 		if err != nil {
 			return nil, err
 		}
-		cols = append(cols, migrate.Column{Name: n, Type: typ, Mode: mode, ID: id, Keyring: kr})
+		cols = append(cols, migrate.Column{Name: n, Type: r.Type, Mode: r.Mode, ID: r.ID, Keyring: kr})
 	}
 	return cols, nil
 }
@@ -337,16 +329,11 @@ const lockWait = 10 * time.Second
 func migratePlan(_ context.Context, e *migrateEnv) error {
 	var cols []migrate.PlanColumn
 	for _, n := range e.names {
-		r := e.rules[n]
-		typ, err := values.Lookup(r.Type)
+		r, err := catalog.NewRule(e.rel.Schema, e.rel.Name, n, e.rules[n])
 		if err != nil {
 			return fmt.Errorf("tables.%s.%s: %w", e.table, n, err)
 		}
-		mode := crypto.Randomized
-		if r.Mode == config.ModeDeterministic {
-			mode = crypto.Deterministic
-		}
-		cols = append(cols, migrate.PlanColumn{Name: n, Type: typ, Mode: mode, Keyring: r.Key, Group: r.SearchGroup})
+		cols = append(cols, migrate.PlanColumn{Name: n, Type: r.Type, Mode: r.Mode, Keyring: r.Key, Group: r.Group})
 	}
 	script, err := migrate.Plan(e.rel, e.table, cols)
 	if err != nil {
@@ -391,7 +378,7 @@ func migrateEncrypt(ctx context.Context, e *migrateEnv) error {
 	}
 	names := make([]string, len(e.names))
 	for i, n := range e.names {
-		names[i] = migrate.BackstopName(n)
+		names[i] = catalog.BackstopName(n)
 	}
 	fmt.Fprintf(e.out, "CHECK constraints %s are in place and validated: values without the pgcloak header are refused from now on.\n", strings.Join(names, ", "))
 	fmt.Fprintf(e.out, "Next: set state: encrypted (or remove state:) for %s in the config and restart pgcloak; pgcloak check verifies the setup.\n", e.columnList())

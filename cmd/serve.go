@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgcloak/pgcloak/config"
+	"github.com/pgcloak/pgcloak/crypto"
 	"github.com/pgcloak/pgcloak/proxy"
 )
 
@@ -113,26 +113,40 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 	return err
 }
 
-// loadUntilReady loads the keys and checks the protected columns against the
-// catalog, retrying with backoff while Vault or the database cannot be
-// reached; the server says why it is not ready meanwhile. A rule that does
-// not match the catalog is a configuration mistake: it is sent on fatal.
-// It returns the function that zeroes the keys (nil if never loaded).
+// loadUntilReady loads the keys, retrying with backoff while Vault cannot be
+// reached (the server says why it is not ready meanwhile), then reads the
+// catalog and keeps it in step (proxy.Server.WatchCatalog) until ctx ends.
+// Rules that do not match the database (a missing backstop, a column that
+// is not bytea …) keep sessions to the protected database out, with the
+// reason and the fix in /readyz and the log, until they are fixed. A rule
+// that cannot be resolved at all (a keyring missing from keys:) is sent on
+// fatal. It returns the function that zeroes the keys (nil if never loaded),
+// once the keys are loaded; the watch goes on in the background.
 func loadUntilReady(ctx context.Context, cfg *config.Config, log *zap.Logger, srv *proxy.Server, fatal chan<- error) func() {
+	return ServeProtection(ctx, cfg, log, srv, fatal)
+}
+
+// ServeProtection is what serve does to protect columns: it loads the keys
+// (retrying while Vault cannot be reached), resolves the rules and keeps
+// srv's protection in step with the catalog until ctx ends. It returns the
+// function that zeroes the keys, or nil when ctx ended first or a rule
+// cannot be resolved (then the error is sent on fatal). Tests start pgcloak
+// through it too.
+func ServeProtection(ctx context.Context, cfg *config.Config, log *zap.Logger, srv *proxy.Server, fatal chan<- error) func() {
+	if cfg.AllowMissingBackstop {
+		log.Warn("allow_missing_backstop is set: protected columns without their CHECK backstop are served, " +
+			"so a write that goes around pgcloak could store plaintext in them; use it only during a roll-out")
+	}
 	delay := time.Second
+	var keys crypto.Keyrings
+	var closeKeys func()
 	for {
-		prot, closeKeys, err := loadProtection(ctx, cfg, log)
+		l, c, err := OpenKeyrings(ctx, cfg, log)
 		if err == nil {
-			srv.SetReady(prot)
-			log.Info("ready: keys and protected columns loaded", zap.Int("tables", len(cfg.Tables)))
-			return closeKeys
+			keys, closeKeys = l, c
+			break
 		}
-		var ce *proxy.CatalogError
-		if errors.As(err, &ce) {
-			fatal <- err
-			return nil
-		}
-		srv.SetNotReady(err.Error())
+		srv.SetNotReady("keys: " + err.Error())
 		log.Error("not ready; retrying", zap.Error(err), zap.Duration("in", delay))
 		select {
 		case <-ctx.Done():
@@ -141,28 +155,47 @@ func loadUntilReady(ctx context.Context, cfg *config.Config, log *zap.Logger, sr
 		}
 		delay = min(2*delay, 30*time.Second)
 	}
-}
-
-// loadProtection opens the keyrings and resolves the rules of tables:.
-func loadProtection(ctx context.Context, cfg *config.Config, log *zap.Logger) (*proxy.Protection, func(), error) {
-	keys, closeKeys, err := OpenKeyrings(ctx, cfg, log)
-	if err != nil {
-		return nil, nil, fmt.Errorf("keys: %w", err)
-	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(cctx, cfg.AdminDSN)
+	rules, err := proxy.NewRules(cfg, keys)
 	if err != nil {
 		closeKeys()
-		return nil, nil, fmt.Errorf("admin_dsn: %w", err)
+		fatal <- err
+		return nil
 	}
-	defer conn.Close(context.Background())
-	prot, err := proxy.LoadProtection(cctx, conn, cfg, keys)
-	if err != nil {
-		closeKeys()
-		return nil, nil, err
+	src := proxy.CatalogSource{
+		Rules: rules,
+		Every: cfg.CatalogRefresh,
+		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			conn, err := pgx.Connect(ctx, cfg.AdminDSN)
+			if err != nil {
+				return nil, fmt.Errorf("admin_dsn: %w", err)
+			}
+			return conn, nil
+		},
 	}
-	return prot, closeKeys, nil
+	go func() {
+		delay := time.Second
+		for {
+			err := srv.WatchCatalog(ctx, src, func() {
+				if ok, why := srv.Ready(); ok {
+					log.Info("ready: keys and protected columns loaded", zap.Int("tables", len(cfg.Tables)))
+				} else {
+					log.Error("not ready: "+why, zap.String("fix", "pgcloak check --config FILE lists each problem with its fix"))
+				}
+			})
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			srv.SetNotReady(err.Error())
+			log.Error("not ready; retrying", zap.Error(err), zap.Duration("in", delay))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, 30*time.Second)
+		}
+	}()
+	return closeKeys
 }
 
 // opsHandler serves /metrics, /healthz (the process is alive) and /readyz

@@ -45,6 +45,16 @@ type Config struct {
 	KeyRefresh time.Duration `yaml:"key_refresh"`
 	// Tables names the protected columns: "schema.table" → column → rule.
 	Tables map[string]map[string]Column `yaml:"tables"`
+	// CatalogRefresh is how often a running instance re-reads the catalog
+	// (tables, columns, types, backstop constraints, views over protected
+	// tables), so that schema changes made around pgcloak are noticed. DDL
+	// relayed by pgcloak and ciphertext in an unknown result column trigger
+	// a refresh at once.
+	CatalogRefresh time.Duration `yaml:"catalog_refresh"`
+	// AllowMissingBackstop lets serve relay sessions while protected columns
+	// lack their CHECK backstop (state: encrypted). For roll-outs only: a
+	// write around pgcloak could then store plaintext. Logged loudly.
+	AllowMissingBackstop bool `yaml:"allow_missing_backstop"`
 	// Shadow, when true, logs statements pgcloak would refuse instead of
 	// refusing them. For roll-outs only: it lets plaintext through.
 	Shadow bool `yaml:"shadow"`
@@ -86,7 +96,8 @@ func Default() *Config {
 			LoginTimeout:         10 * time.Second,
 			MaxMessageBytes:      1 << 30,
 		},
-		KeyRefresh: DefaultKeyRefresh,
+		KeyRefresh:     DefaultKeyRefresh,
+		CatalogRefresh: DefaultCatalogRefresh,
 	}
 }
 

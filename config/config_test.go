@@ -64,7 +64,7 @@ func writeTLS(t *testing.T, dir string) {
 }
 
 // topLevelKeys lists the top-level keys as errors name them.
-const topLevelKeys = "listen, upstream, admin_dsn, metrics_listen, tls, limits, kms, keys, key_refresh, tables, shadow"
+const topLevelKeys = "listen, upstream, admin_dsn, metrics_listen, tls, limits, kms, keys, key_refresh, tables, catalog_refresh, allow_missing_backstop, shadow"
 
 // TestParseErrors checks every kind of mistake: each want line is
 // "LINE: KEY: message" after the file name, DIR stands for the file's
@@ -239,7 +239,7 @@ func TestDefaults(t *testing.T) {
 		Listen:     "127.0.0.1:6432",
 		Upstream:   "host=127.0.0.1",
 		Limits:     Limits{MaxClientConnections: 1000, LoginTimeout: 10 * time.Second, MaxMessageBytes: 1 << 30},
-		KeyRefresh: 30 * time.Second,
+		KeyRefresh: 30 * time.Second, CatalogRefresh: 5 * time.Second,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v, want %+v", cfg, want)
@@ -281,7 +281,7 @@ func TestExampleRoundTrip(t *testing.T) {
 			Auth:         VaultAuth{Method: AuthToken},
 		}},
 		Keys:       map[string]Key{"pii": {TransitKey: "pgcloak-pii"}},
-		KeyRefresh: 30 * time.Second,
+		KeyRefresh: 30 * time.Second, CatalogRefresh: 5 * time.Second,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v\nwant %+v", cfg, want)

@@ -71,6 +71,14 @@
 //     instance encrypts with the new version within key_refresh plus one
 //     refresh (usually within a second, through LISTEN/NOTIFY).
 //   - tables.SCHEMA.TABLE.COLUMN.key must name an entry of keys.
+//   - catalog_refresh (default 5s, from 100ms to 1h): how often running
+//     instances re-read the catalog, so that a table, column, backstop or
+//     view changed around pgcloak is noticed. DDL relayed by pgcloak
+//     triggers a refresh at once.
+//   - allow_missing_backstop (default false): serve sessions although a
+//     protected column (state: encrypted) lacks its CHECK backstop. For
+//     roll-outs only; pgcloak logs it loudly. Without it, such a column
+//     keeps serve not ready until `pgcloak protect --apply` adds it.
 //
 // Relative tls and kms file paths start at the config file's directory;
 // after Load they are stored resolved.

@@ -79,6 +79,9 @@ const (
 // DefaultKeyRefresh is key_refresh's default.
 const DefaultKeyRefresh = 30 * time.Second
 
+// DefaultCatalogRefresh is catalog_refresh's default.
+const DefaultCatalogRefresh = 5 * time.Second
+
 // keyName is what a keyring or Transit key may be called: it goes into a
 // table row, a URL path and a command line.
 var keyName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
@@ -119,6 +122,9 @@ func checkKeys(l *loader, c *Config) {
 	}
 	if c.KeyRefresh < 100*time.Millisecond || c.KeyRefresh > time.Hour {
 		l.problem("key_refresh", "must be from 100ms to 1h, got %s; the default is %s", c.KeyRefresh, DefaultKeyRefresh)
+	}
+	if c.CatalogRefresh < 100*time.Millisecond || c.CatalogRefresh > time.Hour {
+		l.problem("catalog_refresh", "must be from 100ms to 1h, got %s; the default is %s", c.CatalogRefresh, DefaultCatalogRefresh)
 	}
 	for tname, cols := range c.Tables {
 		for cname, col := range cols {

@@ -118,6 +118,18 @@ func IsCiphertext(b []byte) bool {
 	return err == nil && len(b) >= h.Mode.Overhead()
 }
 
+// HeaderPrefixLen is the length of the part of the header that every value
+// of this format version starts with whatever its key version: magic,
+// format version, mode.
+const HeaderPrefixLen = 5
+
+// HasHeader reports whether b starts with the first HeaderPrefixLen bytes
+// of a pgcloak header (a known mode). It is the quick test for "is this
+// pgcloak ciphertext?" when only the start of a value is at hand.
+func HasHeader(b []byte) bool {
+	return len(b) >= HeaderPrefixLen && string(b[:3]) == Magic && b[3] == FormatVersion && Mode(b[4]).Overhead() != 0
+}
+
 // CheckExpr returns a boolean SQL expression that is true exactly when
 // IsCiphertext would be for the bytea column, for use in
 // ALTER TABLE … ADD CONSTRAINT … CHECK (…). column is the exact catalog name

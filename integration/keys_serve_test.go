@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgcloak/pgcloak/integration/harness"
+	"github.com/pgcloak/pgcloak/proxy/catalog"
 )
 
 // TestServeVaultOutage runs `pgcloak serve` as a process against a Vault it
@@ -41,7 +42,7 @@ func TestServeVaultOutage(t *testing.T) {
 	bin := lcBuildPgcloak(t)
 	e := newKeysEnv(t, keysConfigOpts{})
 	e.mustKeys("init")
-	if err := e.pg.ExecDB(e.db, `CREATE TABLE customers (id int PRIMARY KEY, email bytea)`); err != nil {
+	if err := e.pg.ExecDB(e.db, "CREATE TABLE customers (id int PRIMARY KEY, email bytea, "+catalog.BackstopConstraint("email")+")"); err != nil {
 		t.Fatal(err)
 	}
 

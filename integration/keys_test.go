@@ -23,6 +23,7 @@ import (
 	"github.com/pgcloak/pgcloak/crypto/keystore"
 	"github.com/pgcloak/pgcloak/crypto/vault"
 	"github.com/pgcloak/pgcloak/integration/harness"
+	"github.com/pgcloak/pgcloak/proxy/catalog"
 )
 
 // TestKeysCommands runs init (twice), list, rotate and rewrap against a real
@@ -499,7 +500,7 @@ keys:
 // bound, and each proxy reads the rows the other wrote, under both
 // versions, without a restart.
 func TestKeysTwoProxiesShareKeyring(t *testing.T) {
-	e := newLCEnv(t, `CREATE TABLE customers (id int PRIMARY KEY, email bytea)`,
+	e := newLCEnv(t, "CREATE TABLE customers (id int PRIMARY KEY, email bytea, "+catalog.BackstopConstraint("email")+")",
 		[]lcRule{{"public.customers", "email", "{type: text, key: pii}"}})
 	cfg := e.config("encrypted")
 	a, b := e.startProxy(cfg), e.startProxy(cfg)

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -10,10 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -36,6 +32,13 @@ type cloakEnvOptions struct {
 	// of the cluster's (a wireRecorder in front of it); admin_dsn and the
 	// direct connections still go to the cluster.
 	upstream string
+	// noBackstop leaves the protected columns without their CHECK
+	// backstop (allow_missing_backstop: true): for tests of what pgcloak
+	// refuses by itself, or of stored values that are not ciphertext.
+	noBackstop bool
+	// unprotected leaves the backstops out without allowing it: pgcloak
+	// starts not ready.
+	unprotected bool
 }
 
 // newCloakEnv makes an encEnv: a database of its own, the config, `pgcloak
@@ -59,6 +62,10 @@ func newCloakEnv(t *testing.T, o cloakEnvOptions) *encEnv {
 			t.Fatal(err)
 		}
 	}
+	extra := o.extra
+	if o.noBackstop {
+		extra += "\nallow_missing_backstop: true\n"
+	}
 	if err := os.WriteFile(filepath.Join(e.dir, "vault-token"), []byte(e.vault.RootToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +87,7 @@ keys:
 tables:
 %s
 %s
-`, upHost, upPort, pg.DSN(harness.SuperUser, e.db), e.vault.Addr, e.db, indent(o.tables), o.extra)
+`, upHost, upPort, pg.DSN(harness.SuperUser, e.db), e.vault.Addr, e.db, indent(o.tables), extra)
 	e.config = filepath.Join(e.dir, "pgcloak.yaml")
 	if err := os.WriteFile(e.config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -88,6 +95,15 @@ tables:
 	var out, errb bytes.Buffer
 	if code := cmd.RunKeys([]string{"init", "--config", e.config, "--log-level", "warn"}, &out, &errb); code != 0 {
 		t.Fatalf("pgcloak keys init: exit %d: %s", code, errb.String())
+	}
+	if !o.noBackstop && !o.unprotected {
+		// As a DBA does after creating the tables: the database refuses
+		// anything but ciphertext in the protected columns.
+		out.Reset()
+		errb.Reset()
+		if code := cmd.RunProtect([]string{"--config", e.config, "--apply", "--log-level", "warn"}, &out, &errb); code != 0 {
+			t.Fatalf("pgcloak protect --apply: exit %d: %s%s", code, out.String(), errb.String())
+		}
 	}
 	cfg, err := config.Load(e.config)
 	if err != nil {
@@ -98,46 +114,17 @@ tables:
 	if log == nil {
 		log = zaptest.NewLogger(t)
 	}
-	e.addr, e.srv = startCloakProxy(t, cfg, log)
+	p := startPgcloak(t, cfg, log, !o.unprotected)
+	e.addr, e.srv = p.addr, p.srv
 	return e
 }
 
-// startCloakProxy loads keys and the catalog the way serve does and starts
-// pgcloak in process with the logger given.
+// startCloakProxy starts pgcloak in process as serve does, with the logger
+// given, and waits until it is ready.
 func startCloakProxy(t *testing.T, cfg *config.Config, log *zap.Logger) (string, *proxy.Server) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	keys, closeKeys, err := cmd.OpenKeyrings(ctx, cfg, log)
-	if err != nil {
-		t.Fatalf("loading keys: %v", err)
-	}
-	conn, err := pgx.Connect(ctx, cfg.AdminDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prot, err := proxy.LoadProtection(ctx, conn, cfg, keys)
-	conn.Close(ctx)
-	if err != nil {
-		closeKeys()
-		t.Fatalf("LoadProtection: %v", err)
-	}
-	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: log, Registry: prometheus.NewRegistry(), Protection: prot})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		<-served
-		closeKeys()
-	})
-	return ln.Addr().String(), srv
+	p := startPgcloak(t, cfg, log, true)
+	return p.addr, p.srv
 }
 
 // wireRecorder is a TCP relay between pgcloak and PostgreSQL that keeps

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,14 +15,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/pgcloak/pgcloak/cmd"
 	"github.com/pgcloak/pgcloak/config"
 	"github.com/pgcloak/pgcloak/crypto"
-	"github.com/pgcloak/pgcloak/crypto/keystore"
 	"github.com/pgcloak/pgcloak/integration/harness"
 	"github.com/pgcloak/pgcloak/proxy"
 )
@@ -199,7 +196,7 @@ func (e *lcEnv) keys() crypto.Keyrings {
 type lcProxy struct {
 	addr string
 	srv  *proxy.Server
-	keys *keystore.Loader
+	keys crypto.Keyrings
 	once sync.Once
 	stop func()
 }
@@ -212,41 +209,9 @@ func (e *lcEnv) startProxy(path string) *lcProxy {
 		e.t.Fatal(err)
 	}
 	cfg.Listen = "127.0.0.1:0"
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	log := zaptest.NewLogger(e.t, zaptest.Level(zap.WarnLevel))
-	keys, closeKeys, err := cmd.OpenKeyrings(ctx, cfg, log)
-	if err != nil {
-		e.t.Fatalf("loading keys: %v", err)
-	}
-	conn, err := pgx.Connect(ctx, cfg.AdminDSN)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	prot, err := proxy.LoadProtection(ctx, conn, cfg, keys)
-	conn.Close(ctx)
-	if err != nil {
-		closeKeys()
-		e.t.Fatalf("LoadProtection: %v", err)
-	}
-	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: log, Registry: prometheus.NewRegistry(), Protection: prot})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	p := &lcProxy{addr: ln.Addr().String(), srv: srv, keys: keys}
-	p.stop = func() {
-		p.once.Do(func() {
-			srv.Close()
-			<-served
-			closeKeys()
-		})
-	}
+	pc := startPgcloak(e.t, cfg, log, true)
+	p := &lcProxy{addr: pc.addr, srv: pc.srv, stop: pc.stop, keys: pc.srv.Keys()}
 	e.t.Cleanup(p.stop)
 	return p
 }

@@ -4,45 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgcloak/pgcloak/crypto"
+	"github.com/pgcloak/pgcloak/proxy/catalog"
 )
-
-// maxIdentLen is PostgreSQL's NAMEDATALEN-1.
-const maxIdentLen = 63
-
-// BackstopName is the name of the CHECK constraint that refuses, in column,
-// every value without the pgcloak header: pgcloak_<column>_encrypted. A name
-// longer than PostgreSQL's 63 bytes keeps the start of the column name and
-// a hash of all of it, so two long names never share a constraint.
-func BackstopName(column string) string {
-	const prefix, suffix = "pgcloak_", "_encrypted"
-	name := prefix + column + suffix
-	if len(name) <= maxIdentLen {
-		return name
-	}
-	h := fnv.New32a()
-	h.Write([]byte(column))
-	keep := maxIdentLen - len(prefix) - len(suffix) - 9 // "_" and 8 hex digits
-	for keep > 0 && !utf8.RuneStart(column[keep]) {
-		keep--
-	}
-	return fmt.Sprintf("%s%s_%08x%s", prefix, column[:keep], h.Sum32(), suffix)
-}
-
-// BackstopSQL is the statement that adds the backstop of column to rel
-// without checking the rows already there (VALIDATE CONSTRAINT does that
-// later, without blocking writes).
-func BackstopSQL(rel *Relation, column string) string {
-	return fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID", rel.Ident(), quote(BackstopName(column)), crypto.CheckExpr(column))
-}
 
 // PlaintextError means rows still hold values without the pgcloak header
 // where the backstop was to be validated: values written around pgcloak
@@ -66,7 +36,7 @@ func (e *PlaintextError) Error() string {
 // a *PlaintextError says how many rows.
 func AddBackstops(ctx context.Context, conn *pgx.Conn, rel *Relation, columns []string) error {
 	for _, c := range columns {
-		name := BackstopName(c)
+		name := catalog.BackstopName(c)
 		var exists, valid bool
 		err := conn.QueryRow(ctx, `SELECT true, convalidated FROM pg_catalog.pg_constraint WHERE conrelid = $1 AND conname = $2`,
 			rel.OID, name).Scan(&exists, &valid)
@@ -77,7 +47,7 @@ func AddBackstops(ctx context.Context, conn *pgx.Conn, rel *Relation, columns []
 			continue
 		}
 		if !exists {
-			if err := ddl(ctx, conn, BackstopSQL(rel, c)); err != nil {
+			if err := ddl(ctx, conn, catalog.BackstopSQL(rel.Schema, rel.Name, c)); err != nil {
 				return fmt.Errorf("add constraint %s: %w", name, err)
 			}
 		}
@@ -101,8 +71,8 @@ func AddBackstops(ctx context.Context, conn *pgx.Conn, rel *Relation, columns []
 // DropBackstops drops the backstops of the columns, if there.
 func DropBackstops(ctx context.Context, conn *pgx.Conn, rel *Relation, columns []string) error {
 	for _, c := range columns {
-		if err := ddl(ctx, conn, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", rel.Ident(), quote(BackstopName(c)))); err != nil {
-			return fmt.Errorf("drop constraint %s: %w", BackstopName(c), err)
+		if err := ddl(ctx, conn, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", rel.Ident(), quote(catalog.BackstopName(c)))); err != nil {
+			return fmt.Errorf("drop constraint %s: %w", catalog.BackstopName(c), err)
 		}
 	}
 	return nil
@@ -165,7 +135,7 @@ func Restore(ctx context.Context, conn *pgx.Conn, o Options) (Result, error) {
 			return fmt.Errorf("lock %s: %w", o.Rel.String(), err)
 		}
 		for _, c := range o.Columns {
-			if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", o.Rel.Ident(), quote(BackstopName(c.Name)))); err != nil {
+			if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", o.Rel.Ident(), quote(catalog.BackstopName(c.Name)))); err != nil {
 				return err
 			}
 		}
@@ -210,24 +180,4 @@ func Restore(ctx context.Context, conn *pgx.Conn, o Options) (Result, error) {
 	})
 	r.res.Elapsed = time.Since(begin)
 	return r.res, err
-}
-
-// BackstopDef returns the backstop of column as pg_get_constraintdef prints
-// it on this server, to compare with a constraint found in the catalog. It
-// creates the constraint on a temporary table in a transaction that it rolls
-// back.
-func BackstopDef(ctx context.Context, conn *pgx.Conn, column string) (string, error) {
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // rolled back on purpose
-	if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE pgcloak_backstop_def (%s bytea, CONSTRAINT backstop CHECK (%s)) ON COMMIT DROP",
-		quote(column), crypto.CheckExpr(column))); err != nil {
-		return "", err
-	}
-	var def string
-	err = tx.QueryRow(ctx, `SELECT pg_get_constraintdef(oid) FROM pg_catalog.pg_constraint
-		WHERE conrelid = 'pg_temp.pgcloak_backstop_def'::regclass AND conname = 'backstop'`).Scan(&def)
-	return def, err
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgcloak/pgcloak/proxy/catalog"
 )
 
 // byteaOID is pg_type.oid of bytea, the physical type of protected columns.
@@ -185,18 +187,7 @@ func (r *Relation) String() string { return Display(r.Schema) + "." + Display(r.
 
 // Display is a name for messages: as it is when it is a plain lower-case
 // identifier, double-quoted otherwise.
-func Display(name string) string {
-	for i, c := range name {
-		if c == '_' || c >= 'a' && c <= 'z' || i > 0 && (c >= '0' && c <= '9' || c == '$') {
-			continue
-		}
-		return quote(name)
-	}
-	if name == "" {
-		return `""`
-	}
-	return name
-}
+func Display(name string) string { return catalog.Display(name) }
 
 // Attr returns the column called name, or nil.
 func (r *Relation) Attr(name string) *Attr {

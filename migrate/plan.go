@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/pgcloak/pgcloak/crypto"
+	"github.com/pgcloak/pgcloak/proxy/catalog"
 	"github.com/pgcloak/pgcloak/proxy/values"
 )
 
@@ -58,7 +59,7 @@ func Plan(rel *Relation, table string, cols []PlanColumn) (string, error) {
 				"ALTER TABLE %s ALTER COLUMN %s DROP DEFAULT;\n", c.Name, rel.Ident(), quote(c.Name)))
 		}
 		for _, con := range rel.Constraints {
-			if !slices.Contains(con.Attnums, a.Num) || con.Name == BackstopName(c.Name) {
+			if !slices.Contains(con.Attnums, a.Num) || con.Name == catalog.BackstopName(c.Name) {
 				continue
 			}
 			switch con.Kind {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
+	"github.com/pgcloak/pgcloak/proxy/catalog"
 	"github.com/pgcloak/pgcloak/proxy/copyfmt"
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
 	"github.com/pgcloak/pgcloak/proxy/values"
@@ -84,6 +85,11 @@ func (ss *session) clientLoopCloaked() error {
 		}
 		c.dropCopy = false
 		ss.busy.Store(true)
+		// A catalog refresh may have made a new protection: statements
+		// are planned against the newest (the client loop owns c.p).
+		if p := ss.srv.protection.Load(); p != nil {
+			c.p = p
+		}
 		var m []byte
 		if r.fits(n) {
 			m, err = r.message(n)
@@ -407,6 +413,16 @@ func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis) ([]byte, error) {
 			}
 		}
 		for _, e := range edits {
+			if e.Backstop {
+				// DDL that creates a protected column through pgcloak
+				// gets the column's backstop in the same statement.
+				out = growSQL(out, sql)
+				out = append(out, sql[last:e.Start]...)
+				out = append(out, e.Verbatim...)
+				out = append(out, catalog.BackstopConstraint(e.Column.Name)...)
+				last = e.End
+				continue
+			}
 			if e.Null {
 				// NULL stays NULL; the range may hold a cast (NULL::text)
 				// that would not fit bytea.

@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -23,10 +25,15 @@ type rowPlan struct {
 	// cannot turn arbitrary binary values into text, so the rows are
 	// refused (protected is set too, so they reach decryptRow).
 	unreadable bool
+	// scan: some field is an unattributed bytea column (fieldPlan.scan).
+	scan bool
 }
 
 type fieldPlan struct {
 	col *column
+	// scan: an unprotected bytea column whose values are checked for
+	// pgcloak ciphertext, which must never reach the client as data.
+	scan bool
 	// format is what the client asked for; srvFormat what the server
 	// sends. They differ for protected columns of portals pgcloak bound
 	// with binary results (see statement.resultFormats).
@@ -49,13 +56,13 @@ func formatCode(codes []int16, i int) int16 {
 // result formats client and whose server was asked for server (nil: the
 // same as client).
 func (rp *rowPlan) withFormats(client, server []int16) *rowPlan {
-	if rp == nil || !rp.protected && server == nil {
+	if rp == nil || !rp.protected && !rp.scan && server == nil {
 		return rp
 	}
 	if server == nil {
 		server = client
 	}
-	out := &rowPlan{fields: make([]fieldPlan, len(rp.fields)), protected: rp.protected}
+	out := &rowPlan{fields: make([]fieldPlan, len(rp.fields)), protected: rp.protected, scan: rp.scan}
 	for i, f := range rp.fields {
 		f.format = formatCode(client, i)
 		f.srvFormat = formatCode(server, i)
@@ -115,12 +122,22 @@ func (ss *session) serverLoopCloaked() error {
 			if c.cur == nil {
 				c.cur = c.currentRows()
 			}
-			if c.cur == nil || !c.cur.protected {
+			if c.cur == nil || !c.cur.protected && !c.cur.scan {
 				break
 			}
 			m, err := ss.readServerMessage(n)
 			if err != nil {
 				return err
+			}
+			if !c.cur.protected {
+				if err := scanRow(c.cur, m); err != nil {
+					ss.writeClientError(err)
+					return err
+				}
+				if _, err := ss.toClient.Write(m); err != nil {
+					return err
+				}
+				continue
 			}
 			out, err := ss.decryptRow(c.cur, m)
 			if err != nil {
@@ -236,6 +253,9 @@ func (ss *session) serverMessage(typ byte, m []byte) ([]byte, error) {
 		c.mu.Unlock()
 		return m, nil
 	case 'C', 'I', 's':
+		if typ == 'C' && isDDLTag(m[headerLen:]) {
+			c.ddlSeen = true
+		}
 		c.cur = nil
 		c.mu.Lock()
 		if head := c.q.peek(); head != nil && head.kind == pExecute {
@@ -268,6 +288,15 @@ func (ss *session) serverMessage(typ byte, m []byte) ([]byte, error) {
 		return out, nil
 	case 'Z':
 		c.cur = nil
+		if c.ddlSeen && len(m) > headerLen && m[headerLen] == 'I' {
+			// The schema changed and the change is committed (or rolled
+			// back): read the catalog again before the client, which waits
+			// for this ReadyForQuery, sends its next statement.
+			c.ddlSeen = false
+			ctx, cancel := context.WithTimeout(context.Background(), unknownRelationRefresh)
+			ss.srv.RefreshCatalog(ctx)
+			cancel()
+		}
 		c.mu.Lock()
 		// Pop through the Sync or Query this answers; anything before it
 		// was answered already or skipped.
@@ -303,10 +332,29 @@ func (ss *session) rowDescription(m []byte) ([]byte, error) {
 	}
 	c.mu.Unlock()
 	plan := &rowPlan{fields: make([]fieldPlan, len(rd.Fields))}
+	p := ss.srv.protection.Load()
+	refreshed := false
 	for i := range rd.Fields {
 		f := &rd.Fields[i]
-		col := c.p.lookup(f.TableOID, f.TableAttributeNumber)
+		col := p.lookup(f.TableOID, f.TableAttributeNumber)
+		if col == nil && f.DataTypeOID == byteaOID && f.TableOID != 0 && !refreshed && !p.knownUnprotected(f.TableOID) {
+			// A relation the catalog did not show when it was last read
+			// (created, or created again, since): read it again before
+			// deciding that this bytea column is not protected.
+			ctx, cancel := context.WithTimeout(context.Background(), unknownRelationRefresh)
+			ss.srv.RefreshCatalog(ctx)
+			cancel()
+			refreshed = true
+			p = ss.srv.protection.Load()
+			col = p.lookup(f.TableOID, f.TableAttributeNumber)
+			if col == nil {
+				p.markUnprotected(f.TableOID)
+			}
+		}
 		fp := fieldPlan{col: col, format: f.Format, srvFormat: f.Format}
+		if col == nil && f.DataTypeOID == byteaOID {
+			fp.scan, plan.scan = true, true
+		}
 		if describesPortal {
 			fp.format = formatCode(clientFormats, i)
 		}
@@ -488,7 +536,7 @@ func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
 			// Another instance may have rotated: look for new versions once.
 			// When that fails the reason (Vault unreachable, say) is what
 			// the client and the DBA need to read.
-			rerr := c.p.reload()
+			rerr := ss.srv.protection.Load().reload()
 			plain, err = f.col.keyring.Decrypt(c.serverPlain[:0], raw, f.col.id)
 			if err != nil && rerr != nil {
 				err = fmt.Errorf("%w; loading new key versions failed: %v", err, rerr)
@@ -535,3 +583,80 @@ func decodeByteaText(dst, v []byte) ([]byte, error) {
 }
 
 func isOctal(b byte) bool { return b >= '0' && b <= '7' }
+
+// isDDLTag reports whether a CommandComplete tag (NUL-terminated) is one of
+// the schema changes that can change what the rules point at.
+func isDDLTag(tag []byte) bool {
+	for _, p := range ddlTags {
+		if len(tag) >= len(p) && string(tag[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
+}
+
+var ddlTags = [...]string{"CREATE TABLE", "ALTER TABLE", "DROP TABLE", "CREATE VIEW", "ALTER VIEW", "DROP VIEW",
+	"CREATE MATERIALIZED VIEW", "ALTER MATERIALIZED VIEW", "DROP MATERIALIZED VIEW", "CREATE SCHEMA", "ALTER SCHEMA",
+	"DROP SCHEMA", "IMPORT FOREIGN SCHEMA", "CREATE FOREIGN TABLE", "DROP FOREIGN TABLE"}
+
+// unknownRelationRefresh bounds the catalog refresh that a result column of
+// an unknown relation waits for.
+const unknownRelationRefresh = 3 * time.Second
+
+// scanRow refuses a DataRow (m, header included) in which an unattributed
+// bytea field holds pgcloak ciphertext: a function, an expression or a
+// relation pgcloak does not know returned a protected value, and handing its
+// ciphertext to the application as bytea would be a silent wrong answer.
+func scanRow(plan *rowPlan, m []byte) error {
+	body := m[headerLen:]
+	if len(body) < 2 {
+		return &protocolError{"invalid DataRow from server"}
+	}
+	nf := int(binary.BigEndian.Uint16(body))
+	if nf != len(plan.fields) {
+		return &protocolError{"DataRow does not match its RowDescription"}
+	}
+	i := 2
+	for k := range nf {
+		if i+4 > len(body) {
+			return &protocolError{"invalid DataRow from server"}
+		}
+		l := int(int32(binary.BigEndian.Uint32(body[i:])))
+		i += 4
+		if l < 0 {
+			continue
+		}
+		if i+l > len(body) {
+			return &protocolError{"invalid DataRow from server"}
+		}
+		if f := plan.fields[k]; f.scan && looksLikeCiphertext(body[i:i+l], f.srvFormat) {
+			return unattributedError(k)
+		}
+		i += l
+	}
+	return nil
+}
+
+// looksLikeCiphertext reports whether a bytea value, in the format it travels
+// in, starts with the pgcloak header (magic, format version, a known mode).
+func looksLikeCiphertext(v []byte, format int16) bool {
+	if format == 1 {
+		return crypto.HasHeader(v)
+	}
+	if len(v) >= 2+2*crypto.HeaderPrefixLen && v[0] == '\\' && v[1] == 'x' {
+		var raw [crypto.HeaderPrefixLen]byte
+		if _, err := hex.Decode(raw[:], v[2:2+2*crypto.HeaderPrefixLen]); err == nil {
+			return crypto.HasHeader(raw[:])
+		}
+		return false
+	}
+	// bytea_output = escape: decode just the start.
+	raw, _ := decodeByteaText(nil, v[:min(len(v), 4*crypto.HeaderPrefixLen)])
+	return crypto.HasHeader(raw)
+}
+
+func unattributedError(field int) error {
+	return &cloakError{code: "0A000", msg: fmt.Sprintf("result column %d holds pgcloak ciphertext that pgcloak cannot attribute to a protected column "+
+		"(it comes from a function, an expression or a relation pgcloak does not know), so it cannot be decrypted and is not passed on as data; "+
+		"select the protected column from its table, or from a view that selects it plainly", field+1)}
+}

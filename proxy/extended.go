@@ -171,8 +171,11 @@ type cloak struct {
 	// does (describeParsed). Client loop only.
 	describeNext *statement
 
-	// Server-loop state: the row plan for DataRows now arriving.
-	cur *rowPlan
+	// Server-loop state: the row plan for DataRows now arriving; ddlSeen:
+	// a schema change completed, so the catalog is read again once the
+	// transaction is over.
+	cur     *rowPlan
+	ddlSeen bool
 
 	// Scratch buffers of the client loop.
 	clientScratch []byte // large client messages

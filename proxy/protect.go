@@ -3,20 +3,22 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgcloak/pgcloak/config"
 	"github.com/pgcloak/pgcloak/crypto"
+	"github.com/pgcloak/pgcloak/proxy/catalog"
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
 	"github.com/pgcloak/pgcloak/proxy/values"
 )
 
-// CatalogError says which rules of tables: do not match the database: a
-// configuration mistake, not a passing fault.
+// CatalogError says which rules of tables: do not match the database in a
+// way that is a configuration mistake (a column that is not there, or not
+// bytea), found when serve starts.
 type CatalogError struct{ Problems []string }
 
 func (e *CatalogError) Error() string {
@@ -26,38 +28,78 @@ func (e *CatalogError) Error() string {
 // byteaOID is pg_type.oid of bytea, the physical type of protected columns.
 const byteaOID = 17
 
-// column is one protected column, resolved against the live catalog.
+// column is one protected column with its keyring: what the session needs
+// to encrypt and decrypt its values. Columns are made once per rule and
+// shared by every Protection made from the same rules, so statements
+// planned under an older snapshot stay valid.
 type column struct {
+	rule    *catalog.Rule
 	plan    *sqlplan.Column // identity for the SQL analyzer
 	id      crypto.ColumnID // associated data binding ciphertext to the column
 	typ     *values.Type    // the logical type the application sees
 	mode    crypto.Mode
 	keyring *crypto.Keyring
 	group   string // search_group of deterministic columns
-	relOID  uint32
-	attnum  int16
 	// migrating columns also hold plaintext (no pgcloak header) on read.
 	migrating bool
 }
 
-func (c *column) String() string { return c.plan.String() }
+func (c *column) String() string { return c.rule.String() }
 
-// attrKey identifies a table column the way RowDescription does.
-func attrKey(relOID uint32, attnum int16) uint64 { return uint64(relOID)<<16 | uint64(uint16(attnum)) }
+// Rules are the protected columns of a configuration bound to their
+// keyrings, made once.
+type Rules struct {
+	loader *catalog.Loader
+	cols   map[*catalog.Rule]*column
+	byPlan map[*sqlplan.Column]*column
+	keys   crypto.Keyrings
+	shadow bool
+}
 
-// Protection holds the protected columns of the database, shared read-only by
-// all sessions. It implements sqlplan.Catalog.
+// NewRules resolves cfg's rules and binds each to its keyring.
+func NewRules(cfg *config.Config, keys crypto.Keyrings) (*Rules, error) {
+	rules, err := catalog.Rules(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rs := &Rules{
+		loader: catalog.NewLoader(rules),
+		cols:   make(map[*catalog.Rule]*column, len(rules)),
+		byPlan: make(map[*sqlplan.Column]*column, len(rules)),
+		keys:   keys,
+		shadow: cfg.Shadow,
+	}
+	rs.loader.AllowMissingBackstop = cfg.AllowMissingBackstop
+	for _, r := range rules {
+		kr, err := keys.Keyring(r.Key)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", r.ConfigKey(), err)
+		}
+		col := &column{rule: r, plan: r.Plan, id: r.ID, typ: r.Type, mode: r.Mode, keyring: kr, group: r.Group, migrating: r.Migrating}
+		rs.cols[r] = col
+		rs.byPlan[r.Plan] = col
+	}
+	return rs, nil
+}
+
+// Load reads the catalog through conn into a Protection.
+func (rs *Rules) Load(ctx context.Context, conn *pgx.Conn) (*Protection, error) {
+	snap, err := rs.loader.Load(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	return &Protection{Snapshot: snap, rules: rs, byPlan: rs.byPlan, shadow: rs.shadow, keys: rs.keys, database: snap.Database}, nil
+}
+
+// Protection is the protected columns of the database as the catalog showed
+// them at one moment, shared read-only by all sessions. It implements
+// sqlplan.Catalog through its Snapshot. A catalog refresh makes a new one;
+// sessions pick it up at their next statement.
 type Protection struct {
-	byAttr  map[uint64]*column
-	byPlan  map[*sqlplan.Column]*column
-	tables  map[string]map[string]*sqlplan.Column // "schema\x00table" → column → identity
-	columns map[string][]string                   // "schema\x00table" → every column, attnum order
-	// schemasOf lists, for each protected table's name, every schema holding
-	// a relation of that name, so unqualified names resolve as PostgreSQL
-	// would under any search_path.
-	schemasOf map[string][]string
-	names     []string
-	shadow    bool
+	*catalog.Snapshot
+	rules  *Rules
+	byPlan map[*sqlplan.Column]*column
+	shadow bool
 	// keys may pick up key versions created since they were loaded.
 	keys crypto.Keyrings
 	// plans caches statement analyses for all sessions.
@@ -65,6 +107,47 @@ type Protection struct {
 	// database is the database the rules were resolved in (admin_dsn's):
 	// relation OIDs and names mean nothing in another one.
 	database string
+	// unprotected holds the OIDs of relations that result columns came
+	// from and that this catalog shows without protected columns.
+	unprotected sync.Map
+}
+
+// LoadProtection resolves cfg's rules against the catalog through conn.
+// A rule whose column is missing or not bytea is a configuration mistake:
+// it returns a *CatalogError. Other problems (a missing backstop, a table
+// not created yet) are in the Protection's Problems.
+func LoadProtection(ctx context.Context, conn *pgx.Conn, cfg *config.Config, keys crypto.Keyrings) (*Protection, error) {
+	rs, err := NewRules(cfg, keys)
+	if err != nil {
+		return nil, &CatalogError{Problems: []string{err.Error()}}
+	}
+	p, err := rs.Load(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	for _, pr := range p.Problems {
+		if pr.Blocking && (pr.Kind == catalog.KindColumnMissing || pr.Kind == catalog.KindColumnType) {
+			problems = append(problems, fmt.Sprintf("%s: %s", pr.Rule.ConfigKey(), pr.Message+"; "+pr.Fix))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, &CatalogError{Problems: problems}
+	}
+	return p, nil
+}
+
+// notReadyReason says why sessions cannot be served with p, or "".
+func (p *Protection) notReadyReason() string {
+	b := p.Blocking()
+	if len(b) == 0 {
+		return ""
+	}
+	parts := make([]string, len(b))
+	for i, pr := range b {
+		parts[i] = pr.String()
+	}
+	return "protected columns do not match the database: " + strings.Join(parts, "; ")
 }
 
 // reloader is implemented by key loaders that can look for new versions.
@@ -88,221 +171,23 @@ func (p *Protection) reload() error {
 	return r.Reload(ctx)
 }
 
-func tableKey(schema, table string) string { return schema + "\x00" + table }
-
-// LoadProtection checks every rule against the catalog through conn and
-// resolves it to relation OID and attribute number. Each rule's table and
-// column must exist and the column must be bytea.
-func LoadProtection(ctx context.Context, conn *pgx.Conn, cfg *config.Config, keys crypto.Keyrings) (*Protection, error) {
-	p := &Protection{
-		byAttr:    make(map[uint64]*column),
-		byPlan:    make(map[*sqlplan.Column]*column),
-		tables:    make(map[string]map[string]*sqlplan.Column),
-		columns:   make(map[string][]string),
-		schemasOf: make(map[string][]string),
-		shadow:    cfg.Shadow,
-		keys:      keys,
-	}
-	var problems []string
-	tnames := make([]string, 0, len(cfg.Tables))
-	for t := range cfg.Tables {
-		tnames = append(tnames, t)
-	}
-	sort.Strings(tnames)
-	for _, tname := range tnames {
-		schema, table, err := config.SplitTable(tname)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("tables.%s: %v", tname, err))
-			continue
-		}
-		type attr struct {
-			num int16
-			typ uint32
-		}
-		attrs := map[string]attr{}
-		var relOID uint32
-		var order []string
-		rows, err := conn.Query(ctx, `
-			SELECT c.oid, a.attname, a.attnum, a.atttypid
-			FROM pg_catalog.pg_class c
-			JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-			JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-			WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
-			ORDER BY a.attnum`, schema, table)
-		if err != nil {
-			return nil, fmt.Errorf("reading the catalog: %w", err)
-		}
-		for rows.Next() {
-			var name string
-			var a attr
-			if err := rows.Scan(&relOID, &name, &a.num, &a.typ); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("reading the catalog: %w", err)
-			}
-			attrs[name] = a
-			order = append(order, name)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("reading the catalog: %w", err)
-		}
-		if relOID == 0 {
-			problems = append(problems, fmt.Sprintf("tables.%s: no table %s.%s in the database; create it or fix the name", tname, schema, table))
-			continue
-		}
-		tk := tableKey(schema, table)
-		p.columns[tk] = order
-		p.tables[tk] = map[string]*sqlplan.Column{}
-		cnames := make([]string, 0, len(cfg.Tables[tname]))
-		for c := range cfg.Tables[tname] {
-			cnames = append(cnames, c)
-		}
-		sort.Strings(cnames)
-		for _, cname := range cnames {
-			rule := cfg.Tables[tname][cname]
-			where := fmt.Sprintf("tables.%s.%s", tname, cname)
-			a, ok := attrs[cname]
-			if !ok {
-				problems = append(problems, fmt.Sprintf("%s: table %s.%s has no column %q", where, schema, table, cname))
-				continue
-			}
-			if a.typ != byteaOID {
-				problems = append(problems, fmt.Sprintf("%s: column is not bytea (type OID %d); protected columns hold ciphertext: ALTER TABLE %s ALTER COLUMN %s TYPE bytea (pgcloak migrate plan prints the full steps)", where, a.typ, tname, cname))
-				continue
-			}
-			col, err := newColumn(schema, table, cname, rule, keys)
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s: %v", where, err))
-				continue
-			}
-			col.relOID, col.attnum = relOID, a.num
-			p.byAttr[attrKey(relOID, a.num)] = col
-			p.byPlan[col.plan] = col
-			p.tables[tk][cname] = col.plan
-		}
-		if _, seen := p.schemasOf[table]; !seen {
-			p.names = append(p.names, table)
-			p.schemasOf[table] = nil
-		}
-	}
-	if len(problems) > 0 {
-		return nil, &CatalogError{Problems: problems}
-	}
-	if err := p.loadSchemas(ctx, conn); err != nil {
-		return nil, err
-	}
-	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&p.database); err != nil {
-		return nil, fmt.Errorf("reading the catalog: %w", err)
-	}
-	return p, nil
-}
-
-// loadSchemas records every schema holding a relation named like a protected
-// table, for search_path resolution.
-func (p *Protection) loadSchemas(ctx context.Context, conn *pgx.Conn) error {
-	rows, err := conn.Query(ctx, `
-		SELECT c.relname, n.nspname
-		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, p.names)
-	if err != nil {
-		return fmt.Errorf("reading the catalog: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var rel, nsp string
-		if err := rows.Scan(&rel, &nsp); err != nil {
-			return err
-		}
-		p.schemasOf[rel] = append(p.schemasOf[rel], nsp)
-	}
-	return rows.Err()
-}
-
-func newColumn(schema, table, name string, rule config.Column, keys crypto.Keyrings) (*column, error) {
-	typ, err := values.Lookup(rule.Type)
-	if err != nil {
-		return nil, err
-	}
-	mode := crypto.Randomized
-	pmode := sqlplan.Randomized
-	if rule.Mode == config.ModeDeterministic {
-		mode, pmode = crypto.Deterministic, sqlplan.Deterministic
-	}
-	id, err := crypto.NewColumnID(schema, table, name)
-	if rule.SearchGroup != "" {
-		// Columns of one group share their identity, so equal values
-		// encrypt equally across them (joins).
-		id, err = crypto.NewSearchGroupID(rule.SearchGroup)
-	}
-	if err != nil {
-		return nil, err
-	}
-	kr, err := keys.Keyring(rule.Key)
-	if err != nil {
-		return nil, err
-	}
-	return &column{
-		plan:      &sqlplan.Column{Schema: schema, Table: table, Name: name, Mode: pmode},
-		id:        id,
-		typ:       typ,
-		mode:      mode,
-		keyring:   kr,
-		group:     rule.SearchGroup,
-		migrating: rule.State == config.StateMigrating,
-	}, nil
-}
-
 // lookup returns the protected column behind a RowDescription field.
 func (p *Protection) lookup(relOID uint32, attnum uint16) *column {
-	if relOID == 0 {
+	r := p.Lookup(relOID, int16(attnum))
+	if r == nil {
 		return nil
 	}
-	return p.byAttr[uint64(relOID)<<16|uint64(attnum)]
+	return p.rules.cols[r]
 }
 
-// Protected implements sqlplan.Catalog.
-func (p *Protection) Protected(schema, table string) map[string]*sqlplan.Column {
-	return p.tables[tableKey(schema, table)]
+// knownUnprotected reports whether relation oid was looked up in this
+// protection's catalog and holds no protected column.
+func (p *Protection) knownUnprotected(oid uint32) bool {
+	_, ok := p.unprotected.Load(oid)
+	return ok
 }
 
-// Columns implements sqlplan.Catalog.
-func (p *Protection) Columns(schema, table string) []string {
-	return p.columns[tableKey(schema, table)]
-}
-
-// ProtectedNames implements sqlplan.Catalog.
-func (p *Protection) ProtectedNames() []string { return p.names }
-
-// Resolve implements sqlplan.Catalog: the schema an unqualified relation name
-// refers to under searchPath. Only names of protected tables matter; others
-// resolve to nothing, which is what the analyzer needs.
-func (p *Protection) Resolve(name string, searchPath []string) (string, bool) {
-	schemas := p.schemasOf[name]
-	if len(schemas) == 0 {
-		return "", false
-	}
-	// PostgreSQL searches pg_temp (unless listed elsewhere) and pg_catalog
-	// (unless listed) before the path.
-	for _, s := range effectivePath(searchPath) {
-		for _, have := range schemas {
-			if have == s {
-				return s, true
-			}
-		}
-	}
-	return "", false
-}
-
-// effectivePath is search_path as PostgreSQL applies it.
-func effectivePath(path []string) []string {
-	out := make([]string, 0, len(path)+1)
-	hasCatalog := false
-	for _, s := range path {
-		if s == "pg_catalog" {
-			hasCatalog = true
-		}
-	}
-	if !hasCatalog {
-		out = append(out, "pg_catalog")
-	}
-	return append(out, path...)
-}
+// markUnprotected records that relation oid holds no protected column in
+// this protection's catalog, so its result columns do not trigger a refresh
+// again until the catalog changes.
+func (p *Protection) markUnprotected(oid uint32) { p.unprotected.Store(oid, struct{}{}) }

@@ -33,7 +33,9 @@ type Server struct {
 	// protected columns are configured but their keys are not loaded, and
 	// relaying without them would let plaintext through.
 	notReady atomic.Pointer[string]
-	maxBody  int
+	// catalog keeps protection in step with the database (catalogwatch.go).
+	catalog catalogWatch
+	maxBody int
 
 	active atomic.Int64 // client connections open now
 	fast   fastRelays   // epoll loops of plain sessions (fastrelay_linux.go)
@@ -59,7 +61,10 @@ type Options struct {
 }
 
 // SetReady starts (or goes on) serving sessions with p as the encryption
-// layer (nil: plain relay).
+// layer (nil: plain relay). While p has blocking problems (a protected
+// column without its backstop, renamed or retyped around pgcloak), sessions
+// to the protected database are refused and Ready says why; sessions
+// already running get their statements on the affected tables refused.
 func (s *Server) SetReady(p *Protection) {
 	s.protection.Store(p)
 	s.notReady.Store(nil)
@@ -73,6 +78,11 @@ func (s *Server) SetNotReady(reason string) { s.notReady.Store(&reason) }
 func (s *Server) Ready() (bool, string) {
 	if r := s.notReady.Load(); r != nil {
 		return false, *r
+	}
+	if p := s.protection.Load(); p != nil {
+		if why := p.notReadyReason(); why != "" {
+			return false, why
+		}
 	}
 	return true, ""
 }
@@ -278,6 +288,12 @@ func (s *Server) handleConn(conn net.Conn) {
 	if err != nil {
 		s.startupFailed(c, conn.RemoteAddr(), err)
 		return
+	}
+	if p := s.protection.Load(); p != nil && params.database == p.database {
+		if why := p.notReadyReason(); why != "" {
+			s.reject(c, "not_ready", codeCannotConnectNow, "not ready: "+why)
+			return
+		}
 	}
 	s.runSession(c, pkt, params, tlsDone, start)
 }

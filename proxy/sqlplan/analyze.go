@@ -175,7 +175,19 @@ func (a *analyzer) dispatch(st *Statement, n *pg.Node, raw *pg.RawStmt) error {
 		return a.serverCode(raw)
 	case *pg.Node_AlterTableStmt:
 		st.Kind = "OTHER"
-		return a.alterTable(v.AlterTableStmt)
+		return a.alterTable(st, v.AlterTableStmt, raw)
+	case *pg.Node_CreateStmt:
+		st.Kind = "CREATE TABLE"
+		return a.createTable(st, v.CreateStmt, raw)
+	case *pg.Node_RenameStmt:
+		st.Kind = "OTHER"
+		return a.rename(v.RenameStmt)
+	case *pg.Node_AlterObjectSchemaStmt:
+		st.Kind = "OTHER"
+		return a.alterSchema(v.AlterObjectSchemaStmt)
+	case *pg.Node_DropStmt:
+		st.Kind = "OTHER"
+		return a.drop(v.DropStmt)
 	}
 	st.Kind = "OTHER"
 	return nil

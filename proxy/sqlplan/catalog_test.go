@@ -19,6 +19,8 @@ type fakeCatalog struct {
 	columns map[string][]string
 	schemas map[string][]string // relation name → schemas holding one
 	names   []string
+	// unavailable holds "schema.table" → reason (Unavailable).
+	unavailable map[string]string
 }
 
 func newFakeCatalog() *fakeCatalog {
@@ -46,7 +48,7 @@ func (c *fakeCatalog) add(schema, table string, all []string, protected ...strin
 		if name, ok := strings.CutSuffix(p, "†"); ok {
 			p, mode = name, Deterministic
 		}
-		c.tables[key][p] = &Column{Schema: schema, Table: table, Name: p, Mode: mode}
+		c.tables[key][p] = &Column{Schema: schema, Table: table, Name: p, Mode: mode, Backstop: "pgcloak_" + p + "_encrypted"}
 	}
 	if _, seen := c.schemas[table]; !seen {
 		c.names = append(c.names, table)
@@ -59,6 +61,10 @@ func (c *fakeCatalog) Protected(schema, table string) map[string]*Column {
 }
 
 func (c *fakeCatalog) Columns(schema, table string) []string { return c.columns[schema+"."+table] }
+
+func (c *fakeCatalog) Unavailable(schema, table string) string {
+	return c.unavailable[schema+"."+table]
+}
 
 func (c *fakeCatalog) ProtectedNames() []string { return c.names }
 

@@ -185,6 +185,9 @@ func (a *analyzer) tableRel(rv *pg.RangeVar, sc *scope, cteOK bool) (*rel, error
 	if ok {
 		r.schema, r.table = schema, schema+"."+rv.Relname
 		r.cols = a.cat.Protected(schema, rv.Relname)
+		if why := a.cat.Unavailable(schema, rv.Relname); why != "" {
+			return nil, &Refusal{Code: CodeNotInPrerequisite, Op: "use", Column: r.table, Reason: why}
+		}
 		if len(r.cols) > 0 {
 			a.touch(r.table)
 		}

@@ -28,6 +28,9 @@ func (m Mode) String() string {
 type Column struct {
 	Schema, Table, Name string
 	Mode                Mode
+	// Backstop is the name of the CHECK constraint that makes PostgreSQL
+	// refuse anything but ciphertext in the column.
+	Backstop string
 }
 
 // String returns "schema.table.column".
@@ -61,6 +64,12 @@ type Catalog interface {
 	// with protected columns. A statement whose text mentions none of them
 	// is not parsed at all.
 	ProtectedNames() []string
+	// Unavailable returns why statements must not use schema.table now, or
+	// "": its protected columns no longer match the database (a column
+	// renamed, retyped or dropped around pgcloak, a missing backstop, a view
+	// whose columns cannot be attributed). Such statements are refused with
+	// SQLSTATE 55000 rather than planned against a stale picture.
+	Unavailable(schema, table string) string
 }
 
 // Analysis is the plan for one SQL text (a simple Query may hold several
@@ -174,6 +183,12 @@ type Edit struct {
 	// Replace the range with NULL: it may carry a cast (NULL::text) that
 	// would not match bytea.
 	Null bool
+	// Backstop marks an insertion (Start == End) into DDL that creates
+	// Column through pgcloak: Verbatim (", " or ", ADD "), then the
+	// column's backstop constraint clause, so the table never exists
+	// without it.
+	Backstop bool
+	Verbatim string
 }
 
 // SpaceAfter reports whether the replacement of e in sql must be followed by

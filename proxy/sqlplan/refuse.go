@@ -6,6 +6,7 @@ const (
 	CodeFeatureNotSupported = "0A000" // feature_not_supported: the usual refusal
 	CodeSyntaxError         = "42601" // syntax_error: unparseable text naming a protected table
 	CodeInternalError       = "XX000" // internal_error: the analyzer itself failed (fail closed)
+	CodeNotInPrerequisite   = "55000" // object_not_in_prerequisite_state: the rules do not match the catalog now
 )
 
 // Refusal is a statement pgcloak will not forward because it would store

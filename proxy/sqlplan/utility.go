@@ -402,9 +402,18 @@ func defStrings(opts []*pg.Node, name string) []string {
 
 // alterTable refuses a non-NULL default on a protected column: the server
 // would store it as written, in plaintext.
-func (a *analyzer) alterTable(at *pg.AlterTableStmt) error {
-	if at.Relation == nil {
+func (a *analyzer) alterTable(st *Statement, at *pg.AlterTableStmt, raw *pg.RawStmt) error {
+	if at.Relation == nil || at.Objtype != pg.ObjectType_OBJECT_TABLE && at.Objtype != pg.ObjectType_OBJECT_FOREIGN_TABLE {
 		return nil
+	}
+	schema, cols, err := a.ruleRel(at.Relation)
+	if err != nil {
+		return err
+	}
+	if cols != nil {
+		if err := a.alterTableDDL(st, at, raw, cols, schema+"."+at.Relation.Relname); err != nil {
+			return err
+		}
 	}
 	r, err := a.tableRel(at.Relation, nil, false)
 	if err != nil || len(r.cols) == 0 {
