@@ -99,17 +99,7 @@ func psqlRun(t *testing.T, dsn string, cmds ...string) string {
 // e's cluster and returns its name.
 func newPlainTwin(t *testing.T, e *encEnv, schema string) string {
 	t.Helper()
-	db := "plain_" + randomSuffix()
-	if err := e.pg.ExecDB("postgres", "CREATE DATABASE "+db); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.pg.ExecDB("postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)") })
-	if schema != "" {
-		if err := e.pg.ExecDB(db, schema); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return db
+	return newDatabase(t, e.pg, "plain_", schema)
 }
 
 // loadExport fills the protected database through pgcloak and the twin
