@@ -572,6 +572,9 @@ func (ss *session) parse(m []byte) error {
 		sql, err = ss.rewriteSQL(msg.Query, a)
 	}
 	if err == nil && a != nil {
+		err = refuseExtendedCopy(a)
+	}
+	if err == nil && a != nil {
 		err = st.planParams(a, c.p)
 		st.predicted = predictRows(a, c.p)
 	}
@@ -874,4 +877,18 @@ func scanBind(b []byte) (portal, stmt string, resultFormats []int16, resultsAt i
 		}
 	}
 	return portal, stmt, resultFormats, resultsAt, nil
+}
+
+// refuseExtendedCopy refuses a Parse of a COPY whose data pgcloak would have
+// to rewrite: it rewrites COPY data only after a simple Query (planCopy), so
+// through Parse/Bind/Execute a COPY FROM would store the client's plaintext
+// and a COPY TO would hand ciphertext to the client.
+func refuseExtendedCopy(a *sqlplan.Analysis) error {
+	for i := range a.Statements {
+		if cp := a.Statements[i].Copy; cp != nil {
+			return &sqlplan.Refusal{Code: sqlplan.CodeFeatureNotSupported, Op: "copy", Column: cp.Schema + "." + cp.Table,
+				Reason: "pgcloak rewrites COPY data of protected columns only for COPY sent as a simple Query (as psql \\copy, pgx CopyFrom/CopyTo, PgJDBC CopyManager, psycopg copy send it), not through Parse/Bind/Execute"}
+		}
+	}
+	return nil
 }

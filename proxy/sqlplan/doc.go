@@ -57,8 +57,17 @@
 //   - PREPARE (the inner statement's Params are kept for EXECUTE), EXECUTE
 //     (arguments located), DEALLOCATE, DISCARD ALL; SET [LOCAL] search_path,
 //     SET SCHEMA, RESET, set_config('search_path', …): reported, and
-//     followed by the later statements of the same text. EXPLAIN is planned
-//     like the statement it explains (EXPLAIN ANALYZE runs it).
+//     followed by the later statements of the same text. A set_config whose
+//     setting name is not a literal (pg_dump's first query) is reported as
+//     UnknownSetting. EXPLAIN is planned like the statement it explains
+//     (EXPLAIN ANALYZE runs it).
+//   - COPY table [(columns)] FROM STDIN / TO STDOUT, and COPY (query) TO
+//     STDOUT: Statement.Copy names the protected column behind each field.
+//     COPY's output carries no column identity, so in COPY (query) a
+//     protected column is decrypted by its position: it must be selected
+//     plainly (as at the top level of a SELECT, through aliases, joins, FROM
+//     subqueries and CTEs) at a position pgcloak knows. A query with no
+//     protected output gets no Copy (its literals are still planned).
 //
 // # What is refused (fail closed)
 //
@@ -90,8 +99,11 @@
 //     unknown; FULL JOIN … USING on protected columns; an unqualified name
 //     matching two different protected columns.
 //   - COPY of a protected table with a server-side file or program, COPY …
-//     WHERE, and COPY (query) TO over one. COPY table FROM STDIN / TO STDOUT
-//     is planned (Statement.Copy) and its data rewritten by the session.
+//     WHERE; COPY (query) TO a server-side file or program with a protected
+//     output; COPY (query) TO STDOUT whose protected output's position is
+//     not certain (a * over a relation whose columns are unknown, or over
+//     columns merged by JOIN … USING / NATURAL JOIN), or is lost as in a
+//     SELECT (expressions, UNION branches: one COPY per branch instead).
 //   - MERGE into or using a protected table.
 //   - Views and materialized views over protected tables (rows read through
 //     a view carry the view's OID, so the row codec could not decrypt them);

@@ -86,6 +86,7 @@ func (a *analyzer) joinExpr(j *pg.JoinExpr, level *scope) error {
 		return err
 	}
 	left, right := level.rels[start:mid], level.rels[mid:]
+	level.merged = level.merged || j.IsNatural || len(j.UsingClause) > 0
 	var names []string
 	for _, u := range j.UsingClause {
 		names = append(names, str(u))
@@ -213,7 +214,7 @@ func (a *analyzer) schemaOf(rv *pg.RangeVar) (string, bool, error) {
 	if !a.pathKnown {
 		for _, n := range a.names {
 			if n == rv.Relname {
-				return "", false, refuse("resolve", n, "search_path was reset earlier in this query string and pgcloak does not know its new value; qualify the table with its schema or send the statements separately")
+				return "", false, refuse("resolve", n, "search_path was reset, or changed by a set_config whose setting name is not a literal, earlier in this query string and pgcloak does not know its new value; qualify the table with its schema or send the statements separately")
 			}
 		}
 		return "", false, nil

@@ -127,16 +127,33 @@ type Statement struct {
 	// protected results in binary); RowDescription stays the authority.
 	Results []*Column
 
-	// Copy is set for COPY of a protected table FROM STDIN or TO STDOUT:
-	// the session rewrites the data stream.
+	// Copy is set for COPY of a protected table FROM STDIN or TO STDOUT,
+	// and for COPY (query) TO STDOUT with protected output columns: the
+	// session rewrites the data stream.
 	Copy *Copy
+
+	// UnknownSetting: this statement may change a setting pgcloak cannot
+	// name (set_config whose name is not a literal, as pg_dump's
+	// set_config(name, …) FROM pg_settings WHERE name = …). It may even be
+	// search_path or standard_conforming_strings; the session decides what
+	// to re-learn from the server.
+	UnknownSetting bool
 }
 
 // Copy describes COPY table [(columns)] FROM STDIN | TO STDOUT [options] on
-// a table with protected columns.
+// a table with protected columns, or COPY (query) TO STDOUT [options] whose
+// output holds protected columns.
 type Copy struct {
+	// Schema and Table name the table: for COPY (query), the table of the
+	// first protected output column (for messages; the rows may come from
+	// several tables).
 	Schema, Table string
 	From          bool
+	// Query marks COPY (query) TO: Columns are the query's output names
+	// (as far as pgcloak can tell; only their number and the Protected
+	// entries matter for the data) and Protected[i] is the column whose
+	// ciphertext the i-th output carries.
+	Query bool
 	// Columns are the COPY's columns in order; Protected[i] is the
 	// protected column behind Columns[i], or nil.
 	Columns   []string

@@ -181,6 +181,9 @@ func (a *analyzer) targets(list []*pg.Node, sc *scope, rule outRule, bind []*Col
 				for _, r := range sc.starRels(names) {
 					r.expand(out)
 				}
+				if len(names) == 0 && sc.merged {
+					out.complete = false
+				}
 				if c := out.protected(); c != nil && !rule.keep {
 					return nil, refuse(rule.op, c.String(), rule.why)
 				}

@@ -53,8 +53,3 @@ const (
 	whyLosesColumn = "the result loses the column's identity, so pgcloak could not decrypt it"
 	whyGroups      = "randomized encryption gives equal values different ciphertexts, so the groups would be wrong; declare the column mode: deterministic"
 )
-
-// refuseCopy is the refusal for COPY (query) TO over a protected table.
-func refuseCopy(table string) error {
-	return refuse("copy", table, "COPY (query) TO has no column identity in its output, so pgcloak could not decrypt it; use COPY table [(columns)] TO STDOUT or a SELECT")
-}

@@ -208,7 +208,9 @@ var refusalTests = []struct {
 	// Statements.
 	{"COPY FROM a server file", `COPY customers FROM '/tmp/x'`, "copy | public.customers | server-side file", ""},
 	{"COPY TO a program", `COPY app.customers (id) TO PROGRAM 'cat'`, "copy | app.customers | server-side file", ""},
-	{"COPY query", `COPY (SELECT id FROM customers) TO STDOUT`, "copy | public.customers | COPY", ""},
+	{"COPY query over an expression", `COPY (SELECT upper(email) FROM customers) TO STDOUT`, "apply upper() to | public.customers.email | functions would see ciphertext", ""},
+	{"COPY query, UNION", `COPY (SELECT email FROM customers UNION SELECT email FROM customers) TO STDOUT`, "copy | public.customers.email | one COPY (query) TO per branch", ""},
+	{"COPY query, * over unknown columns", `COPY (SELECT * FROM customers, orders) TO STDOUT`, "copy | public.customers.email | list the columns", ""},
 	{"MERGE into", `MERGE INTO customers c USING orders o ON c.id = o.customer_id WHEN MATCHED THEN DO NOTHING`,
 		"merge into | public.customers | MERGE is not supported", ""},
 	{"MERGE using", `MERGE INTO orders o USING customers c ON c.id = o.customer_id WHEN MATCHED THEN DELETE`,

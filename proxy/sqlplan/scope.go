@@ -58,6 +58,10 @@ type scope struct {
 	parent *scope
 	rels   []*rel
 	ctes   []*cte
+	// merged: a JOIN … USING or NATURAL JOIN at this level merges
+	// same-named columns, so an unqualified * does not list each rel's
+	// columns in turn and its positions are not known.
+	merged bool
 }
 
 // cte is a WITH query visible by name.

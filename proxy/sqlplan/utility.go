@@ -1,6 +1,7 @@
 package sqlplan
 
 import (
+	"errors"
 	"fmt"
 
 	"strconv"
@@ -53,14 +54,20 @@ func (a *analyzer) setPath(st *Statement, path []string, local bool) {
 }
 
 // setConfig follows set_config('search_path', 'a, "B"', is_local), which
-// takes the value as a list like postgresql.conf does.
+// takes the value as a list like postgresql.conf does. A name that is not a
+// literal (pg_dump's set_config(name, …) FROM pg_settings WHERE name = …)
+// is not refused: the statement is marked UnknownSetting, and the rest of
+// the text resolves no protected table through a search_path that may have
+// changed.
 func (a *analyzer) setConfig(fc *pg.FuncCall) error {
 	if len(fc.Args) != 3 {
 		return nil // not the built-in; the server says so
 	}
 	name, ok := settingString(fc.Args[0])
 	if !ok {
-		return refuse("call", "set_config", "pgcloak tracks search_path and needs the setting name as a literal")
+		a.st.UnknownSetting = true
+		a.pathKnown = false
+		return nil
 	}
 	switch strings.ToLower(name) {
 	case "search_path":
@@ -257,78 +264,121 @@ func (a *analyzer) execute(st *Statement, e *pg.ExecuteStmt) error {
 }
 
 // copy plans COPY of a protected table to or from the client (the session
-// streams the data through the COPY codec) and refuses the forms it cannot
-// see the data of: COPY with a server-side file or program (the server would
-// read or write plaintext itself) and COPY (query) TO over a protected table
-// (the output carries no column identity).
+// streams the data through the COPY codec), and COPY (query) TO STDOUT whose
+// output columns pgcloak can attribute, column by column. It refuses the
+// forms it cannot see the data of: COPY with a server-side file or program
+// (the server would read or write the data itself) and COPY (query) TO when
+// the position of a protected output is not certain.
 func (a *analyzer) copy(st *Statement, c *pg.CopyStmt) error {
-	if c.Relation != nil {
-		r, err := a.tableRel(c.Relation, nil, false)
-		if err != nil {
-			return err
-		}
-		if len(r.cols) == 0 {
-			return nil
-		}
-		if c.Filename != "" || c.IsProgram {
-			return refuse("copy", r.table, "COPY with a server-side file or program would move plaintext around pgcloak; use COPY … FROM STDIN / TO STDOUT (psql \\copy)")
-		}
-		if c.WhereClause != nil {
-			return refuse("copy", r.table, "COPY FROM … WHERE is not supported on protected tables")
-		}
-		cols := r.all
-		if len(c.Attlist) > 0 {
-			cols = nil
-			for _, n := range c.Attlist {
-				cols = append(cols, str(n))
-			}
-		}
-		if len(cols) == 0 {
-			return refuse("copy", r.table, "its columns are unknown")
-		}
-		cp := &Copy{Schema: r.schema, Table: c.Relation.Relname, From: c.IsFrom, Columns: cols, Protected: make([]*Column, len(cols))}
-		for i, name := range cols {
-			cp.Protected[i] = r.cols[name]
-		}
-		for _, o := range c.Options {
-			d := o.GetDefElem()
-			if d == nil {
-				continue
-			}
-			opt := CopyOption{Name: d.Defname}
-			switch {
-			case d.Arg == nil:
-			case d.Arg.GetString_() != nil:
-				opt.Kind, opt.Value = CopyArgString, d.Arg.GetString_().Sval
-			case d.Arg.GetBoolean() != nil:
-				opt.Kind, opt.Value = CopyArgString, map[bool]string{true: "true", false: "false"}[d.Arg.GetBoolean().Boolval]
-			case d.Arg.GetInteger() != nil:
-				opt.Kind, opt.Value = CopyArgNumber, fmt.Sprint(d.Arg.GetInteger().Ival)
-			case d.Arg.GetAStar() != nil:
-				opt.Kind = CopyArgStar
-			case d.Arg.GetList() != nil:
-				opt.Kind = CopyArgList
-				for _, item := range d.Arg.GetList().GetItems() {
-					opt.List = append(opt.List, str(item))
-				}
-			default:
-				return refuse("copy", r.table, fmt.Sprintf("COPY option %s has an argument pgcloak does not read", d.Defname))
-			}
-			cp.Options = append(cp.Options, opt)
-		}
-		st.Copy = cp
+	if c.Query != nil {
+		return a.copyQuery(st, c)
+	}
+	if c.Relation == nil {
 		return nil
 	}
-	if c.Query != nil {
-		mark := len(a.touched)
-		if _, err := a.query(c.Query, nil, keep, nil); err != nil {
-			return err
-		}
-		if len(a.touched) > mark {
-			return refuseCopy(a.touched[mark])
+	r, err := a.tableRel(c.Relation, nil, false)
+	if err != nil {
+		return err
+	}
+	if len(r.cols) == 0 {
+		return nil
+	}
+	if c.Filename != "" || c.IsProgram {
+		return refuse("copy", r.table, "COPY with a server-side file or program would move plaintext around pgcloak; use COPY … FROM STDIN / TO STDOUT (psql \\copy)")
+	}
+	if c.WhereClause != nil {
+		return refuse("copy", r.table, "COPY FROM … WHERE is not supported on protected tables")
+	}
+	cols := r.all
+	if len(c.Attlist) > 0 {
+		cols = nil
+		for _, n := range c.Attlist {
+			cols = append(cols, str(n))
 		}
 	}
+	if len(cols) == 0 {
+		return refuse("copy", r.table, "its columns are unknown")
+	}
+	cp := &Copy{Schema: r.schema, Table: c.Relation.Relname, From: c.IsFrom, Columns: cols, Protected: make([]*Column, len(cols))}
+	for i, name := range cols {
+		cp.Protected[i] = r.cols[name]
+	}
+	if cp.Options, err = copyOptions(c, r.table); err != nil {
+		return err
+	}
+	st.Copy = cp
 	return nil
+}
+
+// copyQuery plans COPY (query) TO. The query is planned like a top-level
+// SELECT (its literals and parameters are encrypted, its comparisons
+// checked); its output carries no column identity (CopyOutResponse has
+// none), so a protected output is decrypted by its position, which must be
+// certain: a plain reference to the column (col, t.col, t.*, an alias, a
+// FROM subquery or CTE that selects it plainly) at a known place in the
+// select list. Outputs that lose the identity (expressions, UNION branches,
+// scalar subqueries) are refused as in a SELECT.
+func (a *analyzer) copyQuery(st *Statement, c *pg.CopyStmt) error {
+	out, err := a.query(c.Query, nil, keep, nil)
+	if err != nil {
+		var r *Refusal
+		if sel := c.Query.GetSelectStmt(); sel != nil && sel.Op > pg.SetOperation_SETOP_NONE && errors.As(err, &r) && r.Op == setOpRule.op {
+			return refuse("copy", r.Column, "the rows of a UNION, INTERSECT or EXCEPT carry no column identity, so pgcloak could not decrypt them; run one COPY (query) TO per branch")
+		}
+		return err
+	}
+	p := out.protected()
+	if p == nil {
+		return nil // nothing to decrypt: the data passes as the server sends it
+	}
+	if c.Filename != "" || c.IsProgram {
+		return refuse("copy", p.String(), "COPY (query) TO a server-side file or program would write ciphertext where pgcloak cannot decrypt it; use COPY (query) TO STDOUT (psql \\copy)")
+	}
+	if !out.complete {
+		return refuse("copy", p.String(), "COPY (query) TO identifies a protected column only by its position, and pgcloak cannot tell where this query's * puts it (a relation whose columns it does not know, or columns merged by JOIN … USING or NATURAL JOIN); list the columns in the select list")
+	}
+	cp := &Copy{Query: true, Schema: p.Schema, Table: p.Table, Columns: make([]string, len(out.list)), Protected: make([]*Column, len(out.list))}
+	for i, o := range out.list {
+		cp.Columns[i], cp.Protected[i] = o.name, o.col
+	}
+	if cp.Options, err = copyOptions(c, p.Schema+"."+p.Table); err != nil {
+		return err
+	}
+	st.Copy = cp
+	return nil
+}
+
+// copyOptions reads the options of a COPY statement; what names the table in
+// a refusal.
+func copyOptions(c *pg.CopyStmt, what string) ([]CopyOption, error) {
+	var opts []CopyOption
+	for _, o := range c.Options {
+		d := o.GetDefElem()
+		if d == nil {
+			continue
+		}
+		opt := CopyOption{Name: d.Defname}
+		switch {
+		case d.Arg == nil:
+		case d.Arg.GetString_() != nil:
+			opt.Kind, opt.Value = CopyArgString, d.Arg.GetString_().Sval
+		case d.Arg.GetBoolean() != nil:
+			opt.Kind, opt.Value = CopyArgString, map[bool]string{true: "true", false: "false"}[d.Arg.GetBoolean().Boolval]
+		case d.Arg.GetInteger() != nil:
+			opt.Kind, opt.Value = CopyArgNumber, fmt.Sprint(d.Arg.GetInteger().Ival)
+		case d.Arg.GetAStar() != nil:
+			opt.Kind = CopyArgStar
+		case d.Arg.GetList() != nil:
+			opt.Kind = CopyArgList
+			for _, item := range d.Arg.GetList().GetItems() {
+				opt.List = append(opt.List, str(item))
+			}
+		default:
+			return nil, refuse("copy", what, fmt.Sprintf("COPY option %s has an argument pgcloak does not read", d.Defname))
+		}
+		opts = append(opts, opt)
+	}
+	return opts, nil
 }
 
 // view refuses views (and materialized views) over protected tables: rows
