@@ -311,7 +311,7 @@ type ormRefusal struct {
 // ormOutcome counts what the comparison found for one ORM.
 type ormOutcome struct {
 	identical, refused, knownDiff, skipped int
-	refusedSteps, knownSteps             []string
+	refusedSteps, knownSteps               []string
 }
 
 // compareORM compares the direct run with the run through pgcloak step by

@@ -135,7 +135,9 @@ func pythonModules(mods ...string) func() string {
 }
 
 func python(script string) func(*testing.T, string) []string {
-	return func(_ *testing.T, dir string) []string { return []string{pythonForPsycopg2, filepath.Join(dir, script)} }
+	return func(_ *testing.T, dir string) []string {
+		return []string{pythonForPsycopg2, filepath.Join(dir, script)}
+	}
 }
 
 // rubyLibs checks that Debian's Ruby loads the libraries.
