@@ -258,9 +258,16 @@ func runORM(t *testing.T, dir string, argv []string, target ormTarget, phase str
 	if target.protected {
 		protected = "1"
 	}
+	// PGCLOAK_ORM_SQL=1 makes each program log the SQL its ORM sends (on
+	// stderr, shown here): how the differences were traced to statements.
+	showSQL := os.Getenv("PGCLOAK_ORM_SQL") == "1"
+	sqlLog := "0"
+	if showSQL {
+		sqlLog = "1"
+	}
 	cmd.Env = matrixEnviron(
 		"ORM_DB_HOST="+target.host, "ORM_DB_PORT="+strconv.Itoa(target.port), "ORM_DB_NAME="+target.db,
-		"ORM_DB_USER="+harness.SuperUser, "ORM_PROTECTED="+protected, "ORM_PHASE="+phase)
+		"ORM_DB_USER="+harness.SuperUser, "ORM_PROTECTED="+protected, "ORM_PHASE="+phase, "ORM_SQL_LOG="+sqlLog)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	begin := time.Now()
@@ -270,6 +277,9 @@ func runORM(t *testing.T, dir string, argv []string, target ormTarget, phase str
 		where = "through pgcloak"
 	}
 	t.Logf("%s %s %s: %v", filepath.Base(dir), phase, where, time.Since(begin).Round(time.Millisecond))
+	if showSQL {
+		t.Logf("%s %s %s, stderr:\n%s", filepath.Base(dir), phase, where, errb.String())
+	}
 	if err != nil {
 		t.Fatalf("%s (%s, %s): %v\nstderr:\n%s\nstdout:\n%.4000s", strings.Join(argv, " "), phase, where, err, errb.String(), out.String())
 	}

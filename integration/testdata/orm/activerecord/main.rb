@@ -17,6 +17,9 @@ ActiveRecord::Base.establish_connection(
   database: ENV.fetch('ORM_DB_NAME'), username: ENV.fetch('ORM_DB_USER'), sslmode: 'disable'
 )
 
+# ORM_SQL_LOG=1 (PGCLOAK_ORM_SQL=1 in the test): every statement on stderr.
+ActiveRecord::Base.logger = Logger.new($stderr) if ENV['ORM_SQL_LOG'] == '1'
+
 class Customer < ActiveRecord::Base
   self.table_name = 'customers'
   self.locking_column = :version

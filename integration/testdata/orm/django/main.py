@@ -30,6 +30,11 @@ settings.configure(
     INSTALLED_APPS=["ormapp"],
     USE_TZ=False,
     DEFAULT_AUTO_FIELD="django.db.models.AutoField",
+    # ORM_SQL_LOG=1 (PGCLOAK_ORM_SQL=1 in the test): every statement on stderr.
+    DEBUG=os.environ.get("ORM_SQL_LOG") == "1",
+    LOGGING={"version": 1, "handlers": {"err": {"class": "logging.StreamHandler"}},
+             "loggers": {"django.db.backends": {"handlers": ["err"], "level": "DEBUG"}}}
+    if os.environ.get("ORM_SQL_LOG") == "1" else {"version": 1},
 )
 django.setup()
 

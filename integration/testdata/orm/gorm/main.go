@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -466,7 +467,12 @@ func main() {
 	dsn := fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable",
 		os.Getenv("ORM_DB_HOST"), os.Getenv("ORM_DB_PORT"), os.Getenv("ORM_DB_USER"), os.Getenv("ORM_DB_NAME"))
 	var err error
-	db, err = gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Default.LogMode(logger.Silent)})
+	// ORM_SQL_LOG=1 (PGCLOAK_ORM_SQL=1 in the test): every statement on stderr.
+	lg := logger.Default.LogMode(logger.Silent)
+	if os.Getenv("ORM_SQL_LOG") == "1" {
+		lg = logger.New(log.New(os.Stderr, "", 0), logger.Config{LogLevel: logger.Info})
+	}
+	db, err = gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: lg})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

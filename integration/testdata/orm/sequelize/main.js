@@ -12,7 +12,8 @@ const sequelize = new Sequelize(process.env.ORM_DB_NAME, process.env.ORM_DB_USER
   host: process.env.ORM_DB_HOST,
   port: Number(process.env.ORM_DB_PORT),
   dialect: 'postgres',
-  logging: false,
+  // ORM_SQL_LOG=1 (PGCLOAK_ORM_SQL=1 in the test): every statement on stderr.
+  logging: process.env.ORM_SQL_LOG === '1' ? (sql, opts) => console.error(sql, JSON.stringify((opts && opts.bind) || [])) : false,
 });
 
 // The model declares the logical types pgcloak's config gives the protected

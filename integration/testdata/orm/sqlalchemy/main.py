@@ -52,6 +52,12 @@ class Order(Base):
     customer = relationship("Customer", back_populates="orders")
 
 
+# ORM_SQL_LOG=1 (PGCLOAK_ORM_SQL=1 in the test): every statement on stderr.
+if os.environ.get("ORM_SQL_LOG") == "1":
+    import logging
+    logging.basicConfig(stream=sys.stderr)
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+
 engine = sa.create_engine(
     "postgresql+psycopg2://%s@%s:%s/%s?sslmode=disable" % (
         os.environ["ORM_DB_USER"], os.environ["ORM_DB_HOST"], os.environ["ORM_DB_PORT"], os.environ["ORM_DB_NAME"]),
