@@ -87,7 +87,7 @@ var (
 		BirthDate: date("2001-02-28"), Tier: "gold"}
 	dave = Customer{Email: "dave@example.com", FullName: "Dave 山田", Phone: ptr("+81 3 1234 5678"),
 		CreditLimit: ptr("0.00"), Tier: "basic"}
-	erin = Customer{FullName: "Erin Example", BirthDate: date("1999-09-09"), CreditLimit: ptr("50.00"), Tier: "basic"}
+	erin  = Customer{FullName: "Erin Example", BirthDate: date("1999-09-09"), CreditLimit: ptr("50.00"), Tier: "basic"}
 	frank = Customer{Email: "frank@example.com", FullName: "Frank Rolledback", Phone: ptr("+1 555 0100"),
 		BirthDate: date("1970-01-01"), CreditLimit: ptr("10.00"), Tier: "basic"}
 	gina = Customer{Email: "gina@example.com", FullName: "Gina Saved", Phone: ptr("+1 555 0101"),
