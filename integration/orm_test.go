@@ -27,7 +27,7 @@ var ormRefusedExtra = map[string]map[string]ormRefusal{
 	// option of findOrCreate avoids it; findCreateFind (the step
 	// get_or_create_new_fix) does the same without the function.
 	"sequelize": {
-		"get_or_create_new": {"0A000", "pgcloak:"},
+		"get_or_create_new": {"0A000", "pgcloak: cannot run server-side code on customers"},
 	},
 	// Django's startswith lookup casts the column (full_name::text LIKE
 	// 'A%'), so the cast is refused before the LIKE is seen.
@@ -48,10 +48,11 @@ var ormKnownDiffs = map[string]map[string]string{
 		"unique_violation": "the error's DETAIL shows the ciphertext of the key",
 	},
 	"django": {
-		// QuerySet.bulk_update sends UPDATE customers SET phone =
-		// CASE WHEN (id = 2) THEN '+1 555 0002' … ELSE NULL END::varchar(32)
-		// WHERE id IN (2, 4); pgcloak refuses a CASE stored into a
-		// protected column (0A000 "the value is computed by the server").
+		// QuerySet.bulk_update sends UPDATE "customers" SET "phone" =
+		// CAST(CASE WHEN ("customers"."id" = 2) THEN '+1 555 0002' … ELSE
+		// NULL END AS varchar(32)) WHERE "customers"."id" IN (2, 5, 8);
+		// pgcloak refuses a CASE stored into a protected column (0A000 "the
+		// value is computed by the server (a cast of a CASE expression)").
 		"bulk_update_objects": "bulk_update's CASE expression is refused",
 	},
 }
