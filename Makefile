@@ -4,7 +4,7 @@ BIN     := bin/pgcloak
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/pgcloak/pgcloak/cmd.Version=$(VERSION)
 
-.PHONY: build demo test vault bench fmt vet
+.PHONY: build demo test testdeps vault bench fmt vet
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -13,6 +13,13 @@ build:
 # data and a scripted psql session through it.
 demo: build
 	./$(BIN) demo
+
+# What the tests need beyond Go (PostgreSQL server headers, the drivers and
+# ORMs of the matrices, their npm packages): installed when missing if run as
+# root or with passwordless sudo, else it stops at once and prints the one
+# command that installs everything.
+testdeps:
+	./tools/testdeps.sh
 
 # Vault v1.13.0 dev server for the integration tests (built once into the
 # cache dir; about six minutes the first time).
@@ -23,11 +30,12 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 
-# The packages with concurrent code under the race detector (the
-# integration tests pass under it too, ~5 min: go test -race -short
-# ./integration/), then unit tests, fuzz seed corpora and the integration
-# tests against real PostgreSQL and Vault processes.
-test: vault vet
+# Its own set-up first (testdeps, vault), then the packages with concurrent
+# code under the race detector (the integration tests pass under it too,
+# ~5 min: go test -race -short ./integration/), then unit tests, fuzz seed
+# corpora and the integration tests against real PostgreSQL and Vault
+# processes.
+test: testdeps vault vet
 	$(GO) test -race -count=1 ./proxy/... ./crypto/... ./migrate/... ./config/...
 	$(GO) test -count=1 -timeout 50m ./...
 
