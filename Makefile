@@ -4,7 +4,7 @@ BIN     := bin/pgcloak
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/pgcloak/pgcloak/cmd.Version=$(VERSION)
 
-.PHONY: build demo test vault bench fmt vet
+.PHONY: build demo test vault bench fmt vet notice release deb image
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -35,3 +35,8 @@ test: vault vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./proxy/ ./crypto/...
 	$(GO) run ./bench/pgbench
+
+# THIRD_PARTY_NOTICES.md from go.mod and the module cache (go test
+# ./tools/notice/ fails while it is stale).
+notice:
+	$(GO) run ./tools/notice -o THIRD_PARTY_NOTICES.md
