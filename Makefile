@@ -40,3 +40,16 @@ bench:
 # ./tools/notice/ fails while it is stale).
 notice:
 	$(GO) run ./tools/notice -o THIRD_PARTY_NOTICES.md
+
+# Versioned binaries for linux/amd64 and linux/arm64 (+ .tar.gz) and
+# dist/SHA256SUMS; installs the arm64 cross C compiler when root.
+release:
+	./packaging/release.sh
+
+# dist/pgcloak_VERSION_ARCH.deb for this machine's architecture (ARCH=arm64 for the other).
+deb:
+	./packaging/deb.sh $(ARCH)
+
+# The container image (Containerfile) with podman or buildah.
+image:
+	podman build -t pgcloak:$(VERSION) --build-arg VERSION=$(VERSION) -f Containerfile .
