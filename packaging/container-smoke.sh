@@ -54,6 +54,9 @@ if ! podman image exists "$GO_IMAGE" && ! podman pull -q "$GO_IMAGE" >/dev/null 
 			--change 'ENV GOTOOLCHAIN=local' - "$GO_IMAGE" >/dev/null
 	ctr=$(buildah from "$GO_IMAGE")
 	buildah copy "$ctr" "$goroot" /usr/local/go >/dev/null
+	# This machine's CA bundle: where outbound TLS is inspected by a local
+	# CA, go mod download in the build needs it as the host does.
+	buildah copy "$ctr" /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt >/dev/null
 	buildah commit -q "$ctr" "$GO_IMAGE" >/dev/null
 	buildah rm "$ctr" >/dev/null
 

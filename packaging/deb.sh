@@ -31,6 +31,7 @@ bin=dist/pgcloak-$VERSION-linux-$arch
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
+chmod 0755 "$root"
 install -D -m 0755 "$bin" "$root/usr/bin/pgcloak"
 install -D -m 0644 packaging/debian/pgcloak.service "$root/lib/systemd/system/pgcloak.service"
 install -D -m 0640 packaging/debian/pgcloak.yaml "$root/etc/pgcloak/pgcloak.yaml"
