@@ -4,7 +4,7 @@ BIN     := bin/pgcloak
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/pgcloak/pgcloak/cmd.Version=$(VERSION)
 
-.PHONY: build demo test testdeps vault bench fmt vet
+.PHONY: build demo test testdeps vault bench fmt vet notice release deb image
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -43,3 +43,21 @@ test: testdeps vault vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./proxy/ ./crypto/...
 	$(GO) run ./bench/pgbench
+
+# THIRD_PARTY_NOTICES.md from go.mod and the module cache (go test
+# ./tools/notice/ fails while it is stale).
+notice:
+	$(GO) run ./tools/notice -o THIRD_PARTY_NOTICES.md
+
+# Versioned binaries for linux/amd64 and linux/arm64 (+ .tar.gz) and
+# dist/SHA256SUMS; installs the arm64 cross C compiler when root.
+release:
+	./packaging/release.sh
+
+# dist/pgcloak_VERSION_ARCH.deb for this machine's architecture (ARCH=arm64 for the other).
+deb:
+	./packaging/deb.sh $(ARCH)
+
+# The container image (Containerfile) with podman or buildah.
+image:
+	podman build -t pgcloak:$(VERSION) --build-arg VERSION=$(VERSION) -f Containerfile .

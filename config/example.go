@@ -1,30 +1,37 @@
 package config
 
-// Example returns a commented configuration showing every key. Parse accepts it
-// as written once server.crt, server.key and ca.crt exist beside it.
+// Example returns a commented configuration that names every key the loader
+// knows. Parse accepts it exactly as written, with no other file present:
+// the keys that need a file (tls.*, the token, AppRole and Kubernetes fields of
+// kms.vault.auth, kms.local) are shown commented out. `pgcloak config example`
+// prints it; the test beside it fails when a key of Config is missing here.
 func Example() string { return example }
 
 const example = `# pgcloak configuration. Relative file paths start at this file's directory.
+# Every key is shown; a key left out, or left empty, takes the default named here.
 
 # Address that applications connect to instead of PostgreSQL (default 127.0.0.1:6432).
 listen: 127.0.0.1:6432
 
 # The PostgreSQL server, in libpq keyword/value or postgres:// URL form (required).
 # User, database and password come from each client, so they are not set here.
+# sslmode=prefer falls back to plaintext; in production use verify-full with
+# sslrootcert=/etc/pgcloak/pg-ca.crt so that pgcloak checks whom it talks to.
 upstream: "host=127.0.0.1 port=5432 sslmode=prefer"
 
 # Prometheus /metrics, /healthz and /readyz (optional; off when absent).
 metrics_listen: 127.0.0.1:9187
 
-# TLS toward clients (optional; without it clients connect in plaintext).
-tls:
-  cert_file: server.crt
-  key_file: server.key
-  client_ca_file: ca.crt      # optional: require client certificates signed by this CA
+# TLS toward clients (optional; without it clients connect in plaintext). The
+# files must exist when pgcloak reads this file, so the section is commented out.
+# tls:
+#   cert_file: server.crt       # PEM certificate, leaf first, then intermediates
+#   key_file: server.key        # its unencrypted PEM private key
+#   client_ca_file: ca.crt      # optional: require client certificates signed by this CA
 
 limits:
-  max_client_connections: 1000  # client connections served at once
-  login_timeout: 10s            # accept to ReadyForQuery, authentication included
+  max_client_connections: 1000  # client connections served at once (at least 1)
+  login_timeout: 10s            # accept to ReadyForQuery, authentication included (at most 1h)
   max_message_bytes: 1GB        # largest protocol message from either side (64kB to 1GB)
 
 # pgcloak's own connection to the protected database (required with keys or tables). It
@@ -41,10 +48,20 @@ kms:
     ca_cert: ""                      # PEM CA file for an https address; default: VAULT_CACERT
     auth:
       method: token                  # token | approle | kubernetes
-      # token:      the token comes from VAULT_TOKEN, or from token_file: /run/secrets/vault-token
-      # approle:    role_id: …, secret_id_file: /run/secrets/secret-id, mount: approle
-      # kubernetes: role: pgcloak, jwt_file: /var/run/secrets/kubernetes.io/serviceaccount/token, mount: kubernetes
-  # local: {key_file: dev-master.key}  # development only: the master key sits beside the data
+      # Each method takes only its own fields (files must exist when this file is read):
+      # token:      the token comes from VAULT_TOKEN, or from
+      #   token_file: /run/secrets/vault-token
+      # approle:
+      #   role_id: 5e4b…
+      #   secret_id_file: /run/secrets/secret-id
+      #   mount: approle              # default: the method's name
+      # kubernetes:
+      #   role: pgcloak
+      #   jwt_file: /var/run/secrets/kubernetes.io/serviceaccount/token   # the default
+      #   mount: kubernetes
+  # Development only (the master key sits beside the data), instead of vault:
+  # local:
+  #   key_file: dev-master.key       # pgcloak keys init creates it
 
 # Keyrings. Each protected column names one (tables.*.*.key); the Transit key wraps its data keys.
 keys:
@@ -54,4 +71,29 @@ keys:
 # rotate, every instance encrypts with the new version within this time plus one refresh
 # (usually within a second, through LISTEN/NOTIFY).
 key_refresh: 30s
+
+# Protected columns: schema.table → column → rule. Each column is bytea in PostgreSQL;
+# the application sees type. Without tables pgcloak relays without encrypting.
+tables:
+  public.customers:
+    email:
+      type: text                     # the logical type: text, varchar(n), int4, numeric(p,s), date, uuid, jsonb, …
+      key: pii                       # a keyring of keys:
+      mode: deterministic            # randomized (default: no comparisons) | deterministic (equality, joins, unique)
+      search_group: email            # deterministic columns of one group compare equal with each other
+      state: encrypted               # encrypted (default) | migrating (reads also accept plaintext; pgcloak migrate)
+    birth_date: {type: date, key: pii}
+
+# How often running instances re-read the catalog (100ms to 1h), so that a table, column,
+# CHECK backstop or view changed around pgcloak is noticed. DDL relayed by pgcloak
+# triggers a refresh at once.
+catalog_refresh: 5s
+
+# Roll-outs only: serve protected columns that lack their CHECK backstop (pgcloak protect
+# adds it). A write that goes around pgcloak could then store plaintext. Default false.
+allow_missing_backstop: false
+
+# Roll-outs only: log the statements pgcloak would refuse instead of refusing them.
+# It lets plaintext through to the protected columns. Default false.
+shadow: false
 `

@@ -36,7 +36,7 @@ import (
 	"github.com/pgcloak/pgcloak/config"
 	"github.com/pgcloak/pgcloak/crypto"
 	"github.com/pgcloak/pgcloak/integration/harness"
-	"github.com/pgcloak/pgcloak/migrate"
+	"github.com/pgcloak/pgcloak/proxy/catalog"
 )
 
 // ormProtected are the protected columns of the scenario: table, column,
@@ -102,7 +102,7 @@ func ormCloakSchema() string {
 // (migrate.BackstopSQL, validated at once: the tables are empty or hold only
 // ciphertext).
 func ormBackstop(table, column string) string {
-	return fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s)", table, migrate.BackstopName(column), crypto.CheckExpr(column))
+	return fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s)", table, catalog.BackstopName(column), crypto.CheckExpr(column))
 }
 
 // ormRules is the tables: section of pgcloak's config.

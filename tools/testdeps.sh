@@ -23,6 +23,8 @@ command -v psql >/dev/null || need postgresql-client
 [ -f /usr/include/postgresql/15/server/postgres.h ] || need postgresql-server-dev-15
 command -v gcc >/dev/null || need gcc
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need pgbouncer
+# packaging/deb_test.go: dpkg -i the package and systemd-analyze verify its unit.
+command -v systemd-analyze >/dev/null || need systemd
 # Driver matrix (integration/matrix_*): psycopg2 for Debian's python3,
 # PgJDBC with a JDK (java runs Matrix.java from source), Node.js.
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import psycopg2' 2>/dev/null || need python3 python3-psycopg2
