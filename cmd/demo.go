@@ -23,6 +23,7 @@ import (
 	"github.com/pgcloak/pgcloak/crypto/localkms"
 	"github.com/pgcloak/pgcloak/integration/harness"
 	"github.com/pgcloak/pgcloak/proxy"
+	"github.com/pgcloak/pgcloak/proxy/engine"
 )
 
 func demoCommand(g *globals) *cobra.Command {
@@ -193,14 +194,18 @@ func runDemo(out io.Writer, keep bool) (err error) {
 		return fmt.Errorf("pgcloak protect --apply: %s%s", protectOut.String(), strings.TrimSpace(protectErr.String()))
 	}
 	step("protect:     CHECK constraints pgcloak_<column>_encrypted added: PostgreSQL refuses anything but ciphertext")
-	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: log, NotReady: "loading keys and protected columns"})
+	prot, err := engine.NewProtector(cfg.AdminDSN, log)
+	if err != nil {
+		return err
+	}
+	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: log, Hooks: prot})
 	if err != nil {
 		return err
 	}
 	fatal := make(chan error, 1)
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	if closeKeys := loadUntilReady(wctx, cfg, log, srv, fatal); closeKeys != nil {
+	if closeKeys := ServeProtection(wctx, cfg, log, prot, fatal); closeKeys != nil {
 		defer closeKeys()
 	}
 	for ready, why := srv.Ready(); !ready; ready, why = srv.Ready() {

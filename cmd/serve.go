@@ -20,6 +20,7 @@ import (
 	"github.com/pgcloak/pgcloak/config"
 	"github.com/pgcloak/pgcloak/crypto"
 	"github.com/pgcloak/pgcloak/proxy"
+	"github.com/pgcloak/pgcloak/proxy/engine"
 )
 
 // shutdownGrace is how long serve waits for sessions to end after SIGTERM
@@ -51,10 +52,16 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	opts := proxy.Options{Logger: log, Registry: reg}
 	protect := len(cfg.Tables) > 0
+	var prot *engine.Protector
 	if protect {
 		// Until the keys and the catalog are loaded, relaying would let
-		// plaintext through: sessions are refused.
-		opts.NotReady = "loading keys and protected columns"
+		// plaintext through: sessions to the protected database are
+		// refused.
+		var err error
+		if prot, err = engine.NewProtector(cfg.AdminDSN, log); err != nil {
+			return err
+		}
+		opts.Hooks = prot
 	}
 	srv, err := proxy.NewServer(cfg, opts)
 	if err != nil {
@@ -81,7 +88,7 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 	closeKeys := func() {}
 	if protect {
 		done := make(chan func(), 1)
-		go func() { done <- loadUntilReady(ctx, cfg, log, srv, fatal) }()
+		go func() { done <- ServeProtection(ctx, cfg, log, prot, fatal) }()
 		defer func() {
 			if c := <-done; c != nil {
 				closeKeys = c
@@ -113,26 +120,20 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 	return err
 }
 
-// loadUntilReady loads the keys, retrying with backoff while Vault cannot be
-// reached (the server says why it is not ready meanwhile), then reads the
-// catalog and keeps it in step (proxy.Server.WatchCatalog) until ctx ends.
-// Rules that do not match the database (a missing backstop, a column that
-// is not bytea …) keep sessions to the protected database out, with the
-// reason and the fix in /readyz and the log, until they are fixed. A rule
-// that cannot be resolved at all (a keyring missing from keys:) is sent on
-// fatal. It returns the function that zeroes the keys (nil if never loaded),
-// once the keys are loaded; the watch goes on in the background.
-func loadUntilReady(ctx context.Context, cfg *config.Config, log *zap.Logger, srv *proxy.Server, fatal chan<- error) func() {
-	return ServeProtection(ctx, cfg, log, srv, fatal)
-}
-
 // ServeProtection is what serve does to protect columns: it loads the keys
 // (retrying while Vault cannot be reached), resolves the rules and keeps
 // srv's protection in step with the catalog until ctx ends. It returns the
 // function that zeroes the keys, or nil when ctx ended first or a rule
 // cannot be resolved (then the error is sent on fatal). Tests start pgcloak
 // through it too.
-func ServeProtection(ctx context.Context, cfg *config.Config, log *zap.Logger, srv *proxy.Server, fatal chan<- error) func() {
+//
+// It loads the keys, retrying with backoff while Vault cannot be reached
+// (the protector says why it is not ready meanwhile), then reads the catalog
+// and keeps it in step (engine.Protector.WatchCatalog). Rules that do not
+// match the database (a missing backstop, a column that is not bytea …) keep
+// sessions to the protected database out, with the reason and the fix in
+// /readyz and the log, until they are fixed.
+func ServeProtection(ctx context.Context, cfg *config.Config, log *zap.Logger, srv *engine.Protector, fatal chan<- error) func() {
 	if cfg.AllowMissingBackstop {
 		log.Warn("allow_missing_backstop is set: protected columns without their CHECK backstop are served, " +
 			"so a write that goes around pgcloak could store plaintext in them; use it only during a roll-out")
@@ -155,13 +156,13 @@ func ServeProtection(ctx context.Context, cfg *config.Config, log *zap.Logger, s
 		}
 		delay = min(2*delay, 30*time.Second)
 	}
-	rules, err := proxy.NewRules(cfg, keys)
+	rules, err := engine.NewRules(cfg, keys)
 	if err != nil {
 		closeKeys()
 		fatal <- err
 		return nil
 	}
-	src := proxy.CatalogSource{
+	src := engine.CatalogSource{
 		Rules: rules,
 		Every: cfg.CatalogRefresh,
 		Connect: func(ctx context.Context) (*pgx.Conn, error) {

@@ -256,7 +256,7 @@ func TestCatalogFollowsChanges(t *testing.T) {
 		// old OID and attnum triggers the refresh (a bytea column of a
 		// relation now known).
 		eventually(t, 10*time.Second, "the rule taken out of service", func() error {
-			e.srv.RefreshCatalog(ctx)
+			e.prot.RefreshCatalog(ctx)
 			_, err := c.Exec(ctx, `SELECT id FROM customers`)
 			if pgErrorCode(err) != "55000" {
 				return errorString("got " + errText(err))
@@ -268,7 +268,7 @@ func TestCatalogFollowsChanges(t *testing.T) {
 		if _, err := d.Exec(ctx, `ALTER TABLE customers RENAME COLUMN e2 TO email`); err != nil {
 			t.Fatal(err)
 		}
-		e.srv.RefreshCatalog(ctx)
+		e.prot.RefreshCatalog(ctx)
 		if got := queryString(t, c, `SELECT email FROM customers WHERE id = 1`); got != "grace@example.org" {
 			t.Fatalf("after renaming it back: %q", got)
 		}

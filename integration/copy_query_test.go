@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/pgcloak/pgcloak/crypto"
 	"github.com/pgcloak/pgcloak/integration/harness"
 )
@@ -190,9 +192,7 @@ func TestCopyQueryExport(t *testing.T) {
 
 // TestCopyQueryRefusals: COPY (query) TO whose protected output pgcloak
 // cannot attribute is refused with 0A000, naming the column and what to do;
-// the session goes on. COPY of protected data through the extended
-// protocol is refused too (pgcloak rewrites COPY data only for a simple
-// Query) and stores nothing.
+// the session goes on.
 func TestCopyQueryRefusals(t *testing.T) {
 	e := newEncEnv(t, encEnvOptions{schema: exportSchema(), tables: exportTables})
 	ctx := context.Background()
@@ -231,18 +231,93 @@ func TestCopyQueryRefusals(t *testing.T) {
 		t.Errorf("psql: %v\n%s", err, out)
 	}
 
-	// Through Parse/Bind/Execute, COPY data is not rewritten: refused, in
-	// both directions, for tables and queries.
-	for _, sql := range []string{
-		`COPY customers (id, email) FROM STDIN`,
-		`COPY customers (id, email) TO STDOUT`,
-		`COPY (SELECT id, email FROM customers) TO STDOUT`,
-	} {
-		_, err := c.PgConn().ExecParams(ctx, sql, nil, nil, nil, nil).Close()
-		requirePgError(t, err, "0A000", "pgcloak: cannot copy public.customers: pgcloak rewrites COPY data of protected columns only for COPY sent as a simple Query")
-	}
 	if got := queryString(t, c, "SELECT count(*)::text FROM customers"); got != "1" {
 		t.Errorf("%s rows after the refusals, want 1", got)
+	}
+}
+
+// TestCopyExtended: COPY sent with Parse/Bind/Execute is rewritten as for a
+// simple Query: FROM STDIN encrypts, TO STDOUT (table or query) decrypts.
+func TestCopyExtended(t *testing.T) {
+	e := newEncEnv(t, encEnvOptions{schema: exportSchema(), tables: exportTables})
+	ctx := context.Background()
+	conn, fe := rawSessionDB(t, e.addr, e.db)
+	defer conn.Close()
+	expect := func(want ...string) []pgproto3.BackendMessage {
+		t.Helper()
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var got []pgproto3.BackendMessage
+		for _, w := range want {
+			m, err := fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e, ok := m.(*pgproto3.ErrorResponse); ok {
+				t.Fatalf("ErrorResponse %s: %s (want %s)", e.Code, e.Message, w)
+			}
+			if name := fmt.Sprintf("%T", m); name != "*pgproto3."+w {
+				t.Fatalf("got %s, want %s", name, w)
+			}
+			got = append(got, m)
+			if d, ok := m.(*pgproto3.CopyData); ok {
+				got[len(got)-1] = &pgproto3.CopyData{Data: append([]byte(nil), d.Data...)}
+			}
+		}
+		return got
+	}
+	fe.SendParse(&pgproto3.Parse{Query: "COPY customers (id, email, phone) FROM STDIN"})
+	fe.SendBind(&pgproto3.Bind{})
+	fe.SendExecute(&pgproto3.Execute{})
+	fe.Send(&pgproto3.Flush{})
+	expect("ParseComplete", "BindComplete", "CopyInResponse")
+	fe.Send(&pgproto3.CopyData{Data: []byte("42\text@example.org\t+81-42\n43\t\\N\t+81-43\n")})
+	fe.Send(&pgproto3.CopyDone{})
+	fe.SendSync(&pgproto3.Sync{})
+	expect("CommandComplete", "ReadyForQuery")
+
+	var raw []byte
+	if err := e.direct().QueryRow(ctx, `SELECT email FROM customers WHERE id = 42`).Scan(&raw); err != nil || !crypto.IsCiphertext(raw) {
+		t.Fatalf("stored through extended COPY: %q, %v", raw, err)
+	}
+	for _, q := range []string{
+		`COPY (SELECT id, email, phone FROM customers WHERE id >= 42 ORDER BY id) TO STDOUT`,
+		`COPY customers (id, email, phone) TO STDOUT`,
+	} {
+		fe.SendParse(&pgproto3.Parse{Query: q})
+		fe.SendBind(&pgproto3.Bind{})
+		fe.SendExecute(&pgproto3.Execute{})
+		fe.SendSync(&pgproto3.Sync{})
+		got := expect("ParseComplete", "BindComplete", "CopyOutResponse", "CopyData", "CopyData", "CopyDone", "CommandComplete", "ReadyForQuery")
+		data := string(got[3].(*pgproto3.CopyData).Data) + string(got[4].(*pgproto3.CopyData).Data)
+		if data != "42\text@example.org\t+81-42\n43\t\\N\t+81-43\n" {
+			t.Errorf("%s: %q", q, data)
+		}
+	}
+}
+
+// rawSessionDB is rawSession to database db as the superuser.
+func rawSessionDB(t *testing.T, addr, db string) (net.Conn, *pgproto3.Frontend) {
+	t.Helper()
+	c := rawConn(t, addr)
+	fe := pgproto3.NewFrontend(c, c)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": harness.SuperUser, "database": db}})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("startup: %v", err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("startup: %s %s: %s", m.Severity, m.Code, m.Message)
+		case *pgproto3.ReadyForQuery:
+			return c, fe
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgcloak/pgcloak/integration/harness"
 	"github.com/pgcloak/pgcloak/proxy"
+	"github.com/pgcloak/pgcloak/proxy/engine"
 )
 
 // encEnv is pgcloak with protected columns in front of a database of its
@@ -22,6 +23,7 @@ type encEnv struct {
 	config string
 	addr   string // pgcloak
 	srv    *proxy.Server
+	prot   *engine.Protector
 }
 
 // encEnvOptions shapes an encEnv.

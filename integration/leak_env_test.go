@@ -115,7 +115,7 @@ tables:
 		log = zaptest.NewLogger(t)
 	}
 	p := startPgcloak(t, cfg, log, !o.unprotected)
-	e.addr, e.srv = p.addr, p.srv
+	e.addr, e.srv, e.prot = p.addr, p.srv, p.prot
 	return e
 }
 

@@ -211,7 +211,7 @@ func (e *lcEnv) startProxy(path string) *lcProxy {
 	cfg.Listen = "127.0.0.1:0"
 	log := zaptest.NewLogger(e.t, zaptest.Level(zap.WarnLevel))
 	pc := startPgcloak(e.t, cfg, log, true)
-	p := &lcProxy{addr: pc.addr, srv: pc.srv, stop: pc.stop, keys: pc.srv.Keys()}
+	p := &lcProxy{addr: pc.addr, srv: pc.srv, stop: pc.stop, keys: pc.prot.Keys()}
 	e.t.Cleanup(p.stop)
 	return p
 }

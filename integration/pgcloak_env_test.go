@@ -12,6 +12,7 @@ import (
 	"github.com/pgcloak/pgcloak/cmd"
 	"github.com/pgcloak/pgcloak/config"
 	"github.com/pgcloak/pgcloak/proxy"
+	"github.com/pgcloak/pgcloak/proxy/engine"
 )
 
 // pgcloakProc is pgcloak started in process the way serve starts it: keys
@@ -19,6 +20,7 @@ import (
 type pgcloakProc struct {
 	addr string
 	srv  *proxy.Server
+	prot *engine.Protector // nil without tables
 	stop func()
 }
 
@@ -27,7 +29,16 @@ type pgcloakProc struct {
 // server is then ready, when wantReady is set. stop (also a cleanup) ends it.
 func startPgcloak(t testing.TB, cfg *config.Config, log *zap.Logger, wantReady bool) *pgcloakProc {
 	t.Helper()
-	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: log, Registry: prometheus.NewRegistry(), NotReady: "loading keys and protected columns"})
+	opts := proxy.Options{Logger: log, Registry: prometheus.NewRegistry()}
+	var prot *engine.Protector
+	if len(cfg.Tables) > 0 {
+		var err error
+		if prot, err = engine.NewProtector(cfg.AdminDSN, log); err != nil {
+			t.Fatal(err)
+		}
+		opts.Hooks = prot
+	}
+	srv, err := proxy.NewServer(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,14 +51,12 @@ func startPgcloak(t testing.TB, cfg *config.Config, log *zap.Logger, wantReady b
 	ctx, cancel := context.WithCancel(context.Background())
 	fatal := make(chan error, 1)
 	closeKeys := func() {}
-	if len(cfg.Tables) > 0 {
-		if c := cmd.ServeProtection(ctx, cfg, log, srv, fatal); c != nil {
+	if prot != nil {
+		if c := cmd.ServeProtection(ctx, cfg, log, prot, fatal); c != nil {
 			closeKeys = c
 		}
-	} else {
-		srv.SetReady(nil)
 	}
-	p := &pgcloakProc{addr: ln.Addr().String(), srv: srv}
+	p := &pgcloakProc{addr: ln.Addr().String(), srv: srv, prot: prot}
 	stopped := false
 	p.stop = func() {
 		if stopped {
@@ -61,7 +70,7 @@ func startPgcloak(t testing.TB, cfg *config.Config, log *zap.Logger, wantReady b
 	}
 	t.Cleanup(p.stop)
 	deadline := time.Now().Add(time.Minute)
-	for len(cfg.Tables) > 0 && !srv.Protecting() {
+	for prot != nil && !prot.Protecting() {
 		select {
 		case err := <-fatal:
 			t.Fatalf("pgcloak cannot serve: %v", err)

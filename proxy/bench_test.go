@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"io"
 	"testing"
+
+	"github.com/pgcloak/pgcloak/proxy/wire"
 )
 
 // Last results (2-core VM, go1.26, GOMAXPROCS=2):
@@ -42,16 +44,16 @@ func BenchmarkRelayLargeDataRow(b *testing.B) {
 
 func benchRelay(b *testing.B, m []byte) {
 	w := bufio.NewWriterSize(io.Discard, writeBufSize)
-	f := newFrameReader(&loopReader{data: m}, w, readBufSize)
+	f := wire.NewReader(&loopReader{data: m}, w, readBufSize)
 	b.SetBytes(int64(len(m)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		_, n, err := f.header(1 << 30)
+		_, n, err := f.Header(1 << 30)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := f.forward(w, n); err != nil {
+		if err := f.Forward(w, n); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -4,19 +4,8 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// SQLSTATE codes pgcloak raises itself. Each is PostgreSQL's own code for the
-// same condition (src/backend/utils/errcodes.txt).
-const (
-	codeProtocolViolation    = "08P01"
-	codeConnectionFailure    = "08006"
-	codeCannotConnect        = "08001" // sqlclient_unable_to_establish_sqlconnection
-	codeTooManyConnections   = "53300"
-	codeCannotConnectNow     = "57P03"
-	codeFeatureNotSupported  = "0A000"
-	codeInvalidAuthorization = "28000"
-	codeAdminShutdown        = "57P01"
-	codeProgramLimitExceeded = "54000"
-)
+// The SQLSTATEs pgcloak raises are pgerrcode's constants (PostgreSQL's own
+// codes for the same conditions).
 
 // errorResponse encodes an ErrorResponse raised by pgcloak. The message is
 // prefixed "pgcloak: " so users can tell it from PostgreSQL's own errors.

@@ -10,6 +10,9 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/pgcloak/pgcloak/proxy/wire"
 )
 
 // The fast relay moves the bytes of plain sessions (no TLS on either leg, no
@@ -115,7 +118,7 @@ type pipe struct {
 	// loop until done is sent).
 	busy   bool
 	closed bool
-	stats  [2]*dirStats
+	stats  [2]dirStats
 }
 
 // half is one leg: the fd it reads and the bytes read but not yet written
@@ -136,7 +139,7 @@ type half struct {
 
 // frameScan follows message boundaries across reads.
 type frameScan struct {
-	hdr  [headerLen]byte
+	hdr  [wire.HeaderLen]byte
 	hn   int   // header bytes seen of the current message
 	left int64 // body bytes still to come of the current message
 }
@@ -161,17 +164,17 @@ func (s *frameScan) scan(b []byte, maxBody int, fromClient bool) (scanResult, er
 		n := copy(s.hdr[s.hn:], b)
 		s.hn += n
 		b = b[n:]
-		if s.hn < headerLen {
+		if s.hn < wire.HeaderLen {
 			break
 		}
 		s.hn = 0
 		typ := s.hdr[0]
 		l := int64(int32(binary.BigEndian.Uint32(s.hdr[1:])))
 		if l < 4 {
-			return r, &protocolError{fmt.Sprintf("invalid message length %d for message type %q", l, typ)}
+			return r, &wire.ProtocolError{Msg: fmt.Sprintf("invalid message length %d for message type %q", l, typ)}
 		}
 		if l-4 > int64(maxBody) {
-			return r, &messageTooLargeError{typ: typ, size: l - 4, max: int64(maxBody)}
+			return r, &wire.MessageTooLargeError{Type: typ, Size: l - 4, Max: int64(maxBody)}
 		}
 		s.left = l - 4
 		r.msgs++
@@ -199,20 +202,19 @@ func (ss *session) runFast() (err error, busy bool, ok bool) {
 	// (a pipelining client may have sent more), and let the scanners start
 	// where it ends.
 	var clientScan, serverScan frameScan
-	ss.fromClient.report()
-	ss.fromServer.report()
+	ss.fromClient.Report()
+	ss.fromServer.Report()
 	for _, leg := range []struct {
-		r    *frameReader
+		r    *wire.Reader
 		w    *bufio.Writer
 		scan *frameScan
 		c    bool
 	}{{ss.fromClient, ss.toServer, &clientScan, true}, {ss.fromServer, ss.toClient, &serverScan, false}} {
-		if rest := leg.r.buf[leg.r.r:leg.r.w]; len(rest) > 0 {
+		if rest := leg.r.Rest(); len(rest) > 0 {
 			if _, err := leg.scan.scan(rest, ss.srv.maxBody, leg.c); err != nil {
 				return err, false, true
 			}
 			leg.w.Write(rest)
-			leg.r.r = leg.r.w
 		}
 		if err := leg.w.Flush(); err != nil {
 			return err, false, true
@@ -234,7 +236,7 @@ func (ss *session) runFast() (err error, busy bool, ok bool) {
 		return lerr, false, true
 	}
 	p := &pipe{loop: l, maxBody: ss.srv.maxBody, done: make(chan error, 1)}
-	p.stats = [2]*dirStats{ss.fromClient.stats, ss.fromServer.stats}
+	p.stats = [2]dirStats{ss.c2s, ss.s2c}
 	p.client = half{p: p, fd: clientFD, peer: &p.server, fromClient: true, buf: make([]byte, fastBufSize)}
 	p.server = half{p: p, fd: serverFD, peer: &p.client, buf: make([]byte, fastBufSize)}
 	p.client.scan, p.server.scan = clientScan, serverScan
@@ -450,13 +452,13 @@ func (l *relayLoop) modify(h *half) error {
 // (best effort: the session ends right after).
 func (l *relayLoop) tellClient(p *pipe, err error) {
 	var msg []byte
-	var tooLarge *messageTooLargeError
-	var pe *protocolError
+	var tooLarge *wire.MessageTooLargeError
+	var pe *wire.ProtocolError
 	switch {
 	case errors.As(err, &tooLarge):
-		msg = fatal(codeProgramLimitExceeded, tooLarge.Error())
+		msg = fatal(pgerrcode.ProgramLimitExceeded, tooLarge.Error())
 	case errors.As(err, &pe):
-		msg = fatal(codeProtocolViolation, pe.msg)
+		msg = fatal(pgerrcode.ProtocolViolation, pe.Msg)
 	default:
 		return
 	}
@@ -485,9 +487,8 @@ func (h *half) report(p *pipe) {
 	if h.fromClient {
 		i = 0
 	}
-	if st := p.stats[i]; st != nil && h.nread > 0 {
-		st.bytes.Add(float64(h.nread))
-		st.messages.Add(float64(h.nmsgs))
+	if h.nread > 0 {
+		p.stats[i].Count(h.nread, h.nmsgs)
 	}
 	h.nread, h.nmsgs = 0, 0
 }

@@ -65,6 +65,12 @@ type dirStats struct {
 	bytes, messages prometheus.Counter
 }
 
+// Count implements wire.Counter.
+func (d dirStats) Count(bytes, messages int) {
+	d.bytes.Add(float64(bytes))
+	d.messages.Add(float64(messages))
+}
+
 func (m *metrics) direction(name string) dirStats {
 	return dirStats{bytes: m.bytes.WithLabelValues(name), messages: m.messages.WithLabelValues(name)}
 }

@@ -13,10 +13,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/pgcloak/pgcloak/config"
+	"github.com/pgcloak/pgcloak/proxy/wire"
 )
 
 // Server accepts client connections and relays each to its own upstream
@@ -27,15 +29,12 @@ type Server struct {
 	metrics   *metrics
 	connector *connector
 	tls       *tls.Config // client leg; nil: answer SSLRequest with 'N'
-	// protection is the encryption layer; nil: pure relay.
-	protection atomic.Pointer[Protection]
-	// notReady, when set, is why new sessions are refused (SQLSTATE 57P03):
-	// protected columns are configured but their keys are not loaded, and
-	// relaying without them would let plaintext through.
+	// hooks look into the sessions (the encryption engine); nil: pure relay.
+	hooks Hooks
+	// notReady, when set, is why new sessions are refused (SQLSTATE 57P03)
+	// whatever the hooks say (the server is shutting down).
 	notReady atomic.Pointer[string]
-	// catalog keeps protection in step with the database (catalogwatch.go).
-	catalog catalogWatch
-	maxBody int
+	maxBody  int
 
 	active atomic.Int64 // client connections open now
 	fast   fastRelays   // epoll loops of plain sessions (fastrelay_linux.go)
@@ -52,26 +51,13 @@ type Server struct {
 type Options struct {
 	Logger   *zap.Logger           // nil: no logs
 	Registry prometheus.Registerer // nil: metrics are kept but not exported
-	// Protection, from LoadProtection, turns on column encryption. Nil:
-	// pgcloak relays without looking into queries.
-	Protection *Protection
-	// NotReady, when not empty, starts the server refusing sessions with
-	// this reason until SetReady.
-	NotReady string
+	// Hooks look into sessions: the encryption engine (engine.Protector).
+	// Nil: pgcloak relays without looking into queries.
+	Hooks Hooks
 }
 
-// SetReady starts (or goes on) serving sessions with p as the encryption
-// layer (nil: plain relay). While p has blocking problems (a protected
-// column without its backstop, renamed or retyped around pgcloak), sessions
-// to the protected database are refused and Ready says why; sessions
-// already running get their statements on the affected tables refused.
-func (s *Server) SetReady(p *Protection) {
-	s.protection.Store(p)
-	s.notReady.Store(nil)
-}
-
-// SetNotReady refuses new sessions with reason (SQLSTATE 57P03) until
-// SetReady. Sessions already running go on.
+// SetNotReady refuses new sessions with reason (SQLSTATE 57P03), whatever
+// the hooks say; sessions already running go on.
 func (s *Server) SetNotReady(reason string) { s.notReady.Store(&reason) }
 
 // Ready reports whether sessions are served, and if not, why.
@@ -79,10 +65,8 @@ func (s *Server) Ready() (bool, string) {
 	if r := s.notReady.Load(); r != nil {
 		return false, *r
 	}
-	if p := s.protection.Load(); p != nil {
-		if why := p.notReadyReason(); why != "" {
-			return false, why
-		}
+	if s.hooks != nil {
+		return s.hooks.Ready()
 	}
 	return true, ""
 }
@@ -107,10 +91,7 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 		conns:     make(map[io.Closer]struct{}),
 		sessions:  make(map[string]*session),
 	}
-	s.protection.Store(opts.Protection)
-	if opts.NotReady != "" {
-		s.SetNotReady(opts.NotReady)
-	}
+	s.hooks = opts.Hooks
 	if cfg.TLS != nil {
 		if s.tls, err = serverTLS(cfg.TLS); err != nil {
 			return nil, err
@@ -273,29 +254,24 @@ func (s *Server) handleConn(conn net.Conn) {
 		return
 	}
 	if s.tls != nil && s.tls.ClientAuth == tls.RequireAndVerifyClientCert && !tlsDone {
-		s.reject(c, "tls_required", codeInvalidAuthorization, "TLS with a client certificate is required (tls.client_ca_file is set)")
+		s.reject(c, "tls_required", pgerrcode.InvalidAuthorizationSpecification, "TLS with a client certificate is required (tls.client_ca_file is set)")
 		return
 	}
 	if reason := s.notReady.Load(); reason != nil {
-		s.reject(c, "not_ready", codeCannotConnectNow, "not ready: "+*reason)
+		s.reject(c, "not_ready", pgerrcode.CannotConnectNow, "not ready: "+*reason)
 		return
 	}
 	if n > int64(s.cfg.Limits.MaxClientConnections) {
-		s.reject(c, "too_many", codeTooManyConnections, "sorry, too many clients already")
+		s.reject(c, "too_many", pgerrcode.TooManyConnections, "sorry, too many clients already")
 		return
 	}
-	params, err := parseStartupParams(pkt)
+	info, err := parseStartupParams(pkt)
 	if err != nil {
 		s.startupFailed(c, conn.RemoteAddr(), err)
 		return
 	}
-	if p := s.protection.Load(); p != nil && params.database == p.database {
-		if why := p.notReadyReason(); why != "" {
-			s.reject(c, "not_ready", codeCannotConnectNow, "not ready: "+why)
-			return
-		}
-	}
-	s.runSession(c, pkt, params, tlsDone, start)
+	info.ClientAddr, info.TLS = conn.RemoteAddr().String(), tlsDone
+	s.runSession(c, pkt, info, start)
 }
 
 // reject sends a FATAL error to a client during startup and counts it.
@@ -309,17 +285,17 @@ func (s *Server) startupFailed(c net.Conn, remote net.Addr, err error) {
 	if err == nil {
 		return // a CancelRequest: nothing more to say
 	}
-	var pe *protocolError
+	var pe *wire.ProtocolError
 	var up *unsupportedProtocolError
 	var te *tlsError
 	var ne net.Error
 	switch {
 	case errors.As(err, &pe):
 		s.metrics.errors.WithLabelValues("protocol").Inc()
-		_, _ = c.Write(fatal(codeProtocolViolation, pe.msg))
+		_, _ = c.Write(fatal(pgerrcode.ProtocolViolation, pe.Msg))
 	case errors.As(err, &up):
 		s.metrics.errors.WithLabelValues("protocol").Inc()
-		_, _ = c.Write(fatal(codeFeatureNotSupported, up.Error()))
+		_, _ = c.Write(fatal(pgerrcode.FeatureNotSupported, up.Error()))
 	case errors.As(err, &te):
 		// The handshake failed: there is no channel to report on.
 	case errors.As(err, &ne) && ne.Timeout():

@@ -11,39 +11,48 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"go.uber.org/zap"
+
+	"github.com/pgcloak/pgcloak/proxy/pgerr"
+	"github.com/pgcloak/pgcloak/proxy/wire"
 )
 
 // Buffer sizes per direction. A message that does not fit the read buffer is
-// streamed through in chunks, so these bound memory per connection whatever
-// the result or COPY size.
+// streamed through in chunks (or, when a hook wants it whole, read into a
+// scratch buffer), so these bound memory per connection whatever the result
+// or COPY size.
 const (
 	readBufSize  = 32 << 10
 	writeBufSize = 32 << 10
 )
 
+// scratchKeep is the largest scratch buffer a loop keeps between messages.
+const scratchKeep = 1 << 20
+
 // session relays one client connection to its upstream connection.
 //
 // After authentication two goroutines run: the one that called runSession
 // reads the client and writes the server (clientLoop), another reads the
-// server and writes the client (serverLoop). Each owns its reader and the
-// writer it writes to; nothing else is shared but the busy flag.
+// server and writes the client (serverLoop). Each owns its reader, the writer
+// it writes to and its scratch buffer; nothing else is shared but the busy
+// flag (and what the hook synchronizes itself).
 type session struct {
 	srv    *Server
 	log    *zap.Logger
 	client net.Conn
 	server net.Conn
 	target upstreamTarget
+	info   SessionInfo
 
-	fromClient *frameReader // flushes toServer before blocking
-	fromServer *frameReader // flushes toClient before blocking
+	fromClient *wire.Reader // flushes toServer before blocking
+	fromServer *wire.Reader // flushes toClient before blocking
 	toClient   *bufio.Writer
 	toServer   *bufio.Writer
+	c2s, s2c   dirStats
 
-	// user is the user name from the startup message.
-	user string
-	// cloak is the encryption layer; nil when no columns are protected.
-	cloak *cloak
+	// hook sees the messages it wants; nil: plain relay.
+	hook Hook
 
 	// cancelKey is BackendKeyData's process ID and secret key as sent by
 	// PostgreSQL; CancelRequests carrying it are forwarded to this session.
@@ -58,15 +67,25 @@ type session struct {
 }
 
 // runSession connects upstream, relays authentication and then the session.
-func (s *Server) runSession(client net.Conn, startup []byte, p startupParams, clientTLS bool, start time.Time) {
-	log := s.log.With(zap.Stringer("client", client.RemoteAddr()), zap.String("user", p.user), zap.String("database", p.database))
+func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, start time.Time) {
+	log := s.log.With(zap.Stringer("client", client.RemoteAddr()), zap.String("user", info.User), zap.String("database", info.Database))
+	var hook Hook
+	if s.hooks != nil {
+		h, err := s.hooks.Session(info)
+		if err != nil {
+			s.metrics.connsRejected.WithLabelValues("not_ready").Inc()
+			_, _ = client.Write(pgerr.Response(nil, pgerr.SeverityFatal, err))
+			return
+		}
+		hook = h
+	}
 	ctx, cancel := context.WithDeadline(context.Background(), s.loginDeadline(start))
 	server, target, err := s.connector.connect(ctx)
 	cancel()
 	if err != nil {
 		s.metrics.errors.WithLabelValues("upstream_connect").Inc()
 		log.Warn("cannot connect to upstream", zap.Error(err))
-		_, _ = client.Write(fatal(codeCannotConnect, "cannot connect to upstream PostgreSQL: "+err.Error()))
+		_, _ = client.Write(fatal(pgerrcode.SQLClientUnableToEstablishSQLConnection, "cannot connect to upstream PostgreSQL: "+err.Error()))
 		return
 	}
 	if !s.track(server) {
@@ -76,28 +95,30 @@ func (s *Server) runSession(client net.Conn, startup []byte, p startupParams, cl
 	defer s.untrack(server)
 	_ = server.SetDeadline(s.loginDeadline(start))
 
-	ss := &session{srv: s, log: log, client: client, server: server, target: target, user: p.user}
-	if prot := s.protection.Load(); prot != nil && p.database == prot.database {
-		// Protected columns live in one database; sessions to the others
-		// on the same server are relayed as they are.
-		ss.cloak = newCloak(prot, expandSearchPath(p.searchPath, p.searchPath == nil, p.user), p.settings)
-	}
+	ss := &session{srv: s, log: log, client: client, server: server, target: target, info: info, hook: hook}
 	ss.toClient = bufio.NewWriterSize(client, writeBufSize)
 	ss.toServer = bufio.NewWriterSize(server, writeBufSize)
-	ss.fromClient = newFrameReader(client, ss.toServer, readBufSize)
-	ss.fromServer = newFrameReader(server, ss.toClient, readBufSize)
-	c2s, s2c := s.metrics.direction("client_to_server"), s.metrics.direction("server_to_client")
-	ss.fromClient.stats, ss.fromServer.stats = &c2s, &s2c
+	ss.fromClient = wire.NewReader(client, ss.toServer, readBufSize)
+	ss.fromServer = wire.NewReader(server, ss.toClient, readBufSize)
+	ss.c2s, ss.s2c = s.metrics.direction("client_to_server"), s.metrics.direction("server_to_client")
+	ss.fromClient.Stats, ss.fromServer.Stats = ss.c2s, ss.s2c
 	defer ss.close()
 
 	if _, err := ss.server.Write(startup); err != nil {
 		log.Info("upstream write failed", zap.Error(err))
 		return
 	}
-	ready, err := ss.authenticate(clientTLS)
+	ready, err := ss.authenticate()
 	if !ready {
 		ss.endStartup(err)
 		return
+	}
+	if hook != nil {
+		if err := hook.Started(exchange{ss}); err != nil {
+			ss.endStartup(err)
+			ss.writeClientFatal(err)
+			return
+		}
 	}
 	_ = client.SetDeadline(time.Time{})
 	_ = server.SetDeadline(time.Time{})
@@ -106,7 +127,7 @@ func (s *Server) runSession(client net.Conn, startup []byte, p startupParams, cl
 
 	s.register(ss)
 	defer s.unregister(ss)
-	if ss.cloak == nil && !clientTLS && target.tls == nil {
+	if hook == nil && !info.TLS && target.tls == nil {
 		if err, busy, ok := ss.runFast(); ok {
 			if err != nil && !isBenign(err) {
 				log.Info("session ended", zap.Error(err))
@@ -118,6 +139,31 @@ func (s *Server) runSession(client net.Conn, startup []byte, p startupParams, cl
 		}
 	}
 	ss.relay()
+}
+
+// exchange is the server leg as Hook.Started sees it.
+type exchange struct{ ss *session }
+
+func (x exchange) Send(msg []byte) error {
+	_, err := x.ss.toServer.Write(msg)
+	return err
+}
+
+func (x exchange) Receive() (wire.ServerMsg, []byte, error) {
+	if err := x.ss.toServer.Flush(); err != nil {
+		return 0, nil, err
+	}
+	r := x.ss.fromServer
+	typ, n, err := r.Header(x.ss.srv.maxBody)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !r.Fits(n) {
+		m, err := r.LargeMessage(nil, n)
+		return wire.ServerMsg(typ), m, err
+	}
+	m, err := r.Message(n)
+	return wire.ServerMsg(typ), m, err
 }
 
 // endStartup logs why a session ended before its first ReadyForQuery.
@@ -148,42 +194,45 @@ const (
 // until ReadyForQuery (ready is true) or an error. PostgreSQL decides; pgcloak
 // only removes SCRAM-SHA-256-PLUS from the offered SASL mechanisms: channel
 // binding cannot succeed through a proxy that terminates TLS.
-func (ss *session) authenticate(clientTLS bool) (ready bool, err error) {
+func (ss *session) authenticate() (ready bool, err error) {
 	for {
-		typ, n, err := ss.fromServer.header(ss.srv.maxBody)
+		typ, n, err := ss.fromServer.Header(ss.srv.maxBody)
 		if err != nil {
 			return false, err
 		}
-		if !ss.fromServer.fits(n) {
-			return false, &protocolError{"authentication message too large"}
+		if !ss.fromServer.Fits(n) {
+			return false, wire.Protocol("authentication message too large")
 		}
-		msg, err := ss.fromServer.message(n)
+		msg, err := ss.fromServer.Message(n)
 		if err != nil {
 			return false, err
 		}
 		needReply := false
-		switch typ {
-		case 'R':
-			if len(msg) < headerLen+4 {
-				return false, &protocolError{"short authentication message"}
+		switch t := wire.ServerMsg(typ); t {
+		case wire.Authentication:
+			if len(msg) < wire.HeaderLen+4 {
+				return false, wire.Protocol("short authentication message")
 			}
-			switch binary.BigEndian.Uint32(msg[headerLen:]) {
+			switch binary.BigEndian.Uint32(msg[wire.HeaderLen:]) {
 			case authSASL:
 				msg = withoutChannelBinding(msg)
 				needReply = true
 			case authCleartext, authMD5, authGSS, authGSSContinue, authSASLCont:
 				needReply = true
 			}
-		case 'K':
-			ss.cancelKey = string(msg[headerLen:])
-		case 'S':
-			if ss.cloak != nil {
-				ss.parameterStatus(msg)
+		case wire.BackendKeyData:
+			ss.cancelKey = string(msg[wire.HeaderLen:])
+			if ss.hook != nil {
+				ss.hook.StartupMessage(t, msg)
 			}
-		case 'E':
+		case wire.ParameterStatus:
+			if ss.hook != nil {
+				ss.hook.StartupMessage(t, msg)
+			}
+		case wire.ErrorResponse:
 			_, _ = ss.toClient.Write(msg)
 			return false, ss.toClient.Flush()
-		case 'Z':
+		case wire.ReadyForQuery:
 			_, _ = ss.toClient.Write(msg)
 			return true, ss.toClient.Flush()
 		}
@@ -196,19 +245,19 @@ func (ss *session) authenticate(clientTLS bool) (ready bool, err error) {
 		if err := ss.toClient.Flush(); err != nil {
 			return false, err
 		}
-		ctyp, cn, err := ss.fromClient.header(ss.srv.maxBody)
+		ctyp, cn, err := ss.fromClient.Header(ss.srv.maxBody)
 		if err != nil {
 			return false, err
 		}
-		if ctyp != 'p' {
-			return false, &protocolError{"expected a password or SASL response during authentication"}
+		if wire.ClientMsg(ctyp) != wire.Password {
+			return false, wire.Protocol("expected a password or SASL response during authentication")
 		}
-		if saslStarted := typ == 'R' && binary.BigEndian.Uint32(msg[headerLen:]) == authSASL; saslStarted && clientTLS && ss.target.tls != nil && ss.fromClient.fits(cn) {
+		if saslStarted := typ == 'R' && binary.BigEndian.Uint32(msg[wire.HeaderLen:]) == authSASL; saslStarted && ss.info.TLS && ss.target.tls != nil && ss.fromClient.Fits(cn) {
 			if err := ss.checkChannelBinding(cn); err != nil {
 				return false, err
 			}
 		}
-		if err := ss.fromClient.forward(ss.toServer, cn); err != nil {
+		if err := ss.fromClient.Forward(ss.toServer, cn); err != nil {
 			return false, err
 		}
 		if err := ss.toServer.Flush(); err != nil {
@@ -227,16 +276,15 @@ var errChannelBinding = errors.New("channel binding refused")
 // as a downgrade attack and refuses. pgcloak cannot change the flag (the
 // SCRAM proof covers it), so it says what to do instead.
 func (ss *session) checkChannelBinding(n int) error {
-	r := ss.fromClient
-	if err := r.ensure(headerLen + n); err != nil {
+	m, err := ss.fromClient.Peek(wire.HeaderLen + n)
+	if err != nil {
 		return err
 	}
-	body := r.buf[r.r+headerLen : r.r+headerLen+n]
-	_, rest, ok := bytes.Cut(body, []byte{0}) // mechanism name
+	_, rest, ok := bytes.Cut(m[wire.HeaderLen:], []byte{0}) // mechanism name
 	if !ok || len(rest) < 5 || rest[4] != 'y' {
 		return nil
 	}
-	_, _ = ss.toClient.Write(fatal(codeInvalidAuthorization,
+	_, _ = ss.toClient.Write(fatal(pgerrcode.InvalidAuthorizationSpecification,
 		"SCRAM channel binding cannot pass through pgcloak while it reaches PostgreSQL over TLS: "+
 			"set channel_binding=disable in the client's connection settings (the client-to-pgcloak and "+
 			"pgcloak-to-PostgreSQL legs are each still protected by TLS)"))
@@ -249,9 +297,9 @@ func (ss *session) checkChannelBinding(n int) error {
 // new slice.
 func withoutChannelBinding(msg []byte) []byte {
 	const plus = "SCRAM-SHA-256-PLUS"
-	body := msg[headerLen+4:]
-	out := make([]byte, headerLen+4, len(msg))
-	copy(out, msg[:headerLen+4])
+	body := msg[wire.HeaderLen+4:]
+	out := make([]byte, wire.HeaderLen+4, len(msg))
+	copy(out, msg[:wire.HeaderLen+4])
 	for len(body) > 0 && body[0] != 0 {
 		mech, rest, ok := bytes.Cut(body, []byte{0})
 		if !ok {
@@ -274,24 +322,17 @@ func (ss *session) relay() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer ss.fromServer.report() // each reader is owned by its loop
-		var err error
-		if ss.cloak != nil {
-			err = ss.serverLoopCloaked()
-		} else {
-			err = ss.serverLoop()
+		defer ss.fromServer.Report() // each reader is owned by its loop
+		err := ss.serverLoop()
+		if ss.hook != nil {
+			ss.hook.ServerGone()
 		}
 		if !isBenign(err) {
 			ss.log.Info("server leg ended", zap.Error(err))
 		}
 		ss.close()
 	}()
-	var err error
-	if ss.cloak != nil {
-		err = ss.clientLoopCloaked()
-	} else {
-		err = ss.clientLoop()
-	}
+	err := ss.clientLoop()
 	if err != nil && !isBenign(err) {
 		ss.log.Info("client leg ended", zap.Error(err))
 	}
@@ -301,7 +342,7 @@ func (ss *session) relay() {
 		// writes). Cancel it the way the client could have.
 		ss.srv.forwardCancel(ss.target, ss.cancelKey)
 	}
-	ss.fromClient.report()
+	ss.fromClient.Report()
 	ss.close()
 	<-done
 }
@@ -314,29 +355,99 @@ func (ss *session) close() {
 	})
 }
 
-// errTerminated ends the client loop after the client's Terminate.
-var errTerminated = errors.New("client sent Terminate")
-
-// clientLoop relays client messages to the server. It returns nil when the
-// client terminated cleanly.
+// clientLoop relays client messages to the server, through the hook for
+// the messages it wants. It returns nil when the client terminated cleanly.
 func (ss *session) clientLoop() error {
-	r := ss.fromClient
+	r, w, hook := ss.fromClient, ss.toServer, ss.hook
+	var scratch []byte
 	for {
-		typ, n, err := r.header(ss.srv.maxBody)
+		typ, n, err := r.Header(ss.srv.maxBody)
 		if err != nil {
 			ss.reportClientError(err)
+			if hook != nil {
+				hook.ClientGone(w)
+				_ = w.Flush()
+			}
 			return err
 		}
-		if typ == 'X' {
-			if err := r.forward(ss.toServer, n); err != nil {
+		t := wire.ClientMsg(typ)
+		if t == wire.Terminate {
+			if err := r.Forward(w, n); err != nil {
 				return err
 			}
-			_ = ss.toServer.Flush()
+			_ = w.Flush()
 			return nil
 		}
 		ss.busy.Store(true)
-		if err := r.forward(ss.toServer, n); err != nil {
+		if hook == nil || !hook.ClientWants(t) {
+			if err := r.Forward(w, n); err != nil {
+				return err
+			}
+			continue
+		}
+		var m []byte
+		if r.Fits(n) {
+			m, err = r.Message(n)
+		} else {
+			m, err = r.LargeMessage(scratch[:0], n)
+			scratch = m
+		}
+		if err != nil {
+			hook.ClientGone(w)
 			return err
+		}
+		if err := hook.ClientMessage(t, m, w); err != nil {
+			ss.writeClientFatal(err)
+			return err
+		}
+		if cap(scratch) > scratchKeep {
+			scratch = nil // do not keep a huge message's buffer
+		}
+	}
+}
+
+// serverLoop relays server messages to the client, through the hook for the
+// messages it wants, and flushes at each ReadyForQuery.
+func (ss *session) serverLoop() error {
+	r, w, hook := ss.fromServer, ss.toClient, ss.hook
+	var scratch []byte
+	for {
+		typ, n, err := r.Header(ss.srv.maxBody)
+		if err != nil {
+			return err
+		}
+		t := wire.ServerMsg(typ)
+		if hook == nil || !hook.ServerWants(t) {
+			if err := r.Forward(w, n); err != nil {
+				return err
+			}
+		} else {
+			var m []byte
+			if r.Fits(n) {
+				m, err = r.Message(n)
+			} else {
+				m, err = r.LargeMessage(scratch[:0], n)
+				scratch = m
+			}
+			if err != nil {
+				return err
+			}
+			if err := hook.ServerMessage(t, m, w); err != nil {
+				if e := fatalOf(err); e != nil {
+					_, _ = w.Write(e)
+					_ = w.Flush()
+				}
+				return err
+			}
+			if cap(scratch) > scratchKeep {
+				scratch = nil
+			}
+		}
+		if t == wire.ReadyForQuery {
+			ss.busy.Store(false)
+			if err := w.Flush(); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -344,44 +455,44 @@ func (ss *session) clientLoop() error {
 // reportClientError tells the client why pgcloak ends its connection, when
 // that is the client's fault (PostgreSQL would say the same).
 func (ss *session) reportClientError(err error) {
-	var tooLarge *messageTooLargeError
-	var pe *protocolError
+	var tooLarge *wire.MessageTooLargeError
+	var pe *wire.ProtocolError
 	switch {
 	case errors.As(err, &tooLarge):
 		ss.srv.metrics.errors.WithLabelValues("message_too_large").Inc()
 		ss.log.Warn("client message too large", zap.Error(err))
-		ss.writeClientFatal(codeProgramLimitExceeded, tooLarge.Error())
+		ss.writeClientFatal(pgerr.New(pgerrcode.ProgramLimitExceeded, tooLarge.Error()))
 	case errors.As(err, &pe):
 		ss.srv.metrics.errors.WithLabelValues("protocol").Inc()
 		ss.log.Warn("client protocol violation", zap.Error(err))
-		ss.writeClientFatal(codeProtocolViolation, pe.msg)
+		ss.writeClientFatal(err)
 	}
 }
 
-// writeClientFatal sends a FATAL error to the client from the client loop.
-// The server loop owns toClient, so this writes to the socket directly, after
-// which the connection is closed.
-func (ss *session) writeClientFatal(code, msg string) {
+// fatalOf is the FATAL ErrorResponse that tells the client why the session
+// ends with err, or nil when err is not the client's business (a connection
+// gone).
+func fatalOf(err error) []byte {
+	var e *pgerr.Error
+	var pe *wire.ProtocolError
+	switch {
+	case errors.As(err, &pe):
+		return pgerr.New(pgerrcode.ProtocolViolation, pe.Msg).Append(nil, pgerr.SeverityFatal)
+	case errors.As(err, &e):
+		return e.Append(nil, pgerr.SeverityFatal)
+	}
+	return nil
+}
+
+// writeClientFatal sends the FATAL error for err to the client from the
+// client loop (or before the loops start). The server loop owns toClient,
+// so this writes to the socket directly, after which the connection is
+// closed.
+func (ss *session) writeClientFatal(err error) {
+	b := fatalOf(err)
+	if b == nil {
+		return
+	}
 	_ = ss.client.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = ss.client.Write(fatal(code, msg))
-}
-
-// serverLoop relays server messages to the client.
-func (ss *session) serverLoop() error {
-	r := ss.fromServer
-	for {
-		typ, n, err := r.header(ss.srv.maxBody)
-		if err != nil {
-			return err
-		}
-		if err := r.forward(ss.toClient, n); err != nil {
-			return err
-		}
-		if typ == 'Z' {
-			ss.busy.Store(false)
-			if err := ss.toClient.Flush(); err != nil {
-				return err
-			}
-		}
-	}
+	_, _ = ss.client.Write(b)
 }

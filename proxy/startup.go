@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/pgcloak/pgcloak/proxy/wire"
 )
 
 // maxStartupPacket is PostgreSQL's MAX_STARTUP_PACKET_LENGTH
@@ -26,78 +28,49 @@ func readStartupPacket(conn net.Conn) ([]byte, error) {
 	}
 	n := int64(int32(binary.BigEndian.Uint32(hdr[:])))
 	if n < 8 || n > maxStartupPacket {
-		return nil, &protocolError{fmt.Sprintf("invalid length of startup packet (%d bytes; at most %d)", n, maxStartupPacket)}
+		return nil, &wire.ProtocolError{Msg: fmt.Sprintf("invalid length of startup packet (%d bytes; at most %d)", n, maxStartupPacket)}
 	}
 	pkt := make([]byte, n)
 	copy(pkt, hdr[:])
 	if _, err := io.ReadFull(conn, pkt[4:]); err != nil {
-		return nil, unexpectedEOF(err)
+		return nil, wire.UnexpectedEOF(err)
 	}
 	return pkt, nil
 }
 
-// startupParams are the parameters of a StartupMessage that pgcloak reads
-// (for logs and metrics). The message itself is forwarded untouched.
-type startupParams struct {
-	user, database, application string
-	// searchPath is search_path as set by the startup message (directly or
-	// in options), nil when not set.
-	searchPath []string
-	// settings are the unreported settings that shape values
-	// (extra_float_digits, bytea_output) as the startup message sets them.
-	settings map[string]string
-}
-
-// parseStartupParams reads the name/value pairs of a StartupMessage body.
-func parseStartupParams(pkt []byte) (startupParams, error) {
-	var p startupParams
+// parseStartupParams reads what the relay needs of a StartupMessage's
+// name/value pairs. The message itself is forwarded untouched.
+func parseStartupParams(pkt []byte) (SessionInfo, error) {
+	var p SessionInfo
 	b := pkt[8:]
 	for len(b) > 0 && b[0] != 0 {
 		name, rest, ok := bytes.Cut(b, []byte{0})
 		if !ok {
-			return p, &protocolError{"invalid startup packet layout: expected terminator as last byte"}
+			return p, &wire.ProtocolError{Msg: "invalid startup packet layout: expected terminator as last byte"}
 		}
 		value, rest, ok := bytes.Cut(rest, []byte{0})
 		if !ok {
-			return p, &protocolError{"invalid startup packet layout: expected terminator as last byte"}
+			return p, &wire.ProtocolError{Msg: "invalid startup packet layout: expected terminator as last byte"}
 		}
 		switch string(name) {
 		case "user":
-			p.user = string(value)
+			p.User = string(value)
 		case "database":
-			p.database = string(value)
+			p.Database = string(value)
 		case "application_name":
-			p.application = string(value)
-		case "search_path":
-			p.searchPath = splitSearchPath(string(value))
-		case "extra_float_digits", "bytea_output":
-			p.set(string(name), string(value))
-		case "options":
-			if sp, ok := optionSetting(string(value), "search_path"); ok {
-				p.searchPath = splitSearchPath(sp)
-			}
-			for _, s := range unreportedSettings {
-				if v, ok := optionSetting(string(value), s); ok {
-					p.set(s, v)
-				}
-			}
+			p.ApplicationName = string(value)
+		case "replication":
+			p.Replication = string(value)
 		}
 		b = rest
 	}
 	if len(b) != 1 {
-		return p, &protocolError{"invalid startup packet layout: expected terminator as last byte"}
+		return p, &wire.ProtocolError{Msg: "invalid startup packet layout: expected terminator as last byte"}
 	}
-	if p.database == "" {
-		p.database = p.user
+	if p.Database == "" {
+		p.Database = p.User
 	}
 	return p, nil
-}
-
-func (p *startupParams) set(name, value string) {
-	if p.settings == nil {
-		p.settings = map[string]string{}
-	}
-	p.settings[name] = value
 }
 
 // negotiate runs the pre-startup exchange of a client connection: SSLRequest
@@ -116,7 +89,7 @@ func (s *Server) negotiate(conn net.Conn) (net.Conn, []byte, bool, error) {
 		switch code {
 		case sslRequestCode:
 			if tlsDone || len(pkt) != 8 {
-				return conn, nil, tlsDone, &protocolError{"unexpected SSLRequest"}
+				return conn, nil, tlsDone, &wire.ProtocolError{Msg: "unexpected SSLRequest"}
 			}
 			if s.tls == nil {
 				if _, err := conn.Write([]byte{'N'}); err != nil {
@@ -128,7 +101,7 @@ func (s *Server) negotiate(conn net.Conn) (net.Conn, []byte, bool, error) {
 			// else; bytes already here would be read as if they had come
 			// over TLS (CVE-2021-23214).
 			if pendingBytes(conn) {
-				return conn, nil, tlsDone, &protocolError{"received unencrypted data after SSL request"}
+				return conn, nil, tlsDone, &wire.ProtocolError{Msg: "received unencrypted data after SSL request"}
 			}
 			if _, err := conn.Write([]byte{'S'}); err != nil {
 				return conn, nil, tlsDone, err
@@ -141,7 +114,7 @@ func (s *Server) negotiate(conn net.Conn) (net.Conn, []byte, bool, error) {
 			conn, tlsDone = tc, true
 		case gssEncRequestCode:
 			if gssDone || len(pkt) != 8 {
-				return conn, nil, tlsDone, &protocolError{"unexpected GSSENCRequest"}
+				return conn, nil, tlsDone, &wire.ProtocolError{Msg: "unexpected GSSENCRequest"}
 			}
 			gssDone = true
 			if _, err := conn.Write([]byte{'N'}); err != nil {

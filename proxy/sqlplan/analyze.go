@@ -21,7 +21,7 @@ import (
 // statements that touch no protected column have empty plans.
 //
 // Analyze is safe for concurrent use if cat is.
-func Analyze(sql string, cat Catalog, searchPath []string) (an *Analysis, err error) {
+func Analyze(sql string, cat Catalog, settings *Settings) (an *Analysis, err error) {
 	names := cat.ProtectedNames()
 	if !mayMatter(sql, names) {
 		return nil, nil
@@ -33,12 +33,12 @@ func Analyze(sql string, cat Catalog, searchPath []string) (an *Analysis, err er
 			an, err = nil, &Refusal{Code: CodeInternalError, Op: "analyze", Reason: fmt.Sprintf("internal error in the SQL analyzer: %v", p)}
 		}
 	}()
-	return analyze(sql, cat, names, searchPath)
+	return analyze(sql, cat, names, settings)
 }
 
 // analyze is Analyze after the cheap filter, without the recover (so tests
 // and the fuzzer see panics).
-func analyze(sql string, cat Catalog, names, searchPath []string) (*Analysis, error) {
+func analyze(sql string, cat Catalog, names []string, settings *Settings) (*Analysis, error) {
 	if strings.IndexByte(sql, 0) >= 0 {
 		// The C parser would stop at the NUL and plan only what precedes it.
 		return nil, refuse("parse", "", "the statement text contains a NUL byte")
@@ -50,11 +50,24 @@ func analyze(sql string, cat Catalog, names, searchPath []string) (*Analysis, er
 		}
 		return nil, nil
 	}
-	a := &analyzer{sql: sql, cat: cat, names: names, path: searchPath, pathKnown: true}
+	if settings == nil {
+		settings = NewSettings(nil)
+	}
+	a := &analyzer{sql: sql, cat: cat, names: names, settings: settings}
 	out := &Analysis{Statements: make([]Statement, len(tree.Stmts))}
 	for i, raw := range tree.Stmts {
-		if err := a.statement(&out.Statements[i], raw); err != nil {
+		st := &out.Statements[i]
+		if err := a.statement(st, raw); err != nil {
 			return nil, err
+		}
+		if len(st.Effects) > 0 {
+			// The statements after it run with its effects: plan them so
+			// (on a copy: the session applies them once they ran).
+			if !a.cloned {
+				a.settings, a.cloned = a.settings.Clone(), true
+			}
+			a.settings.Apply(st.Effects)
+			a.pathCached = false
 		}
 	}
 	return out, nil
@@ -66,11 +79,19 @@ type analyzer struct {
 	cat   Catalog
 	names []string // cat.ProtectedNames()
 
-	// path is the search_path in force for the statement being planned: a
-	// SET search_path earlier in the same text changes it. After a RESET the
-	// value is the session default, which is not known here (pathKnown).
-	path      []string
-	pathKnown bool
+	// settings are the session settings in force for the statement being
+	// planned: a SET earlier in the same text changes them (cloned: the
+	// caller's are not changed).
+	settings *Settings
+	cloned   bool
+	// path is settings' search_path, parsed once (pathOK: it is known).
+	path       []string
+	pathOK     bool
+	pathCached bool
+	// once: the expressions being planned run exactly once (the target
+	// list of a SELECT without FROM or WHERE), so set_config there is an
+	// Effect rather than a maybe.
+	once bool
 
 	toks    []*pg.ScanToken // the text's tokens without comments, scanned on first need
 	scanned bool
@@ -106,6 +127,10 @@ func (a *analyzer) dispatch(st *Statement, n *pg.Node, raw *pg.RawStmt) error {
 	switch v := n.GetNode().(type) {
 	case *pg.Node_SelectStmt:
 		st.Kind = "SELECT"
+		sel := v.SelectStmt
+		a.once = len(sel.FromClause) == 0 && sel.WhereClause == nil && sel.Op == pg.SetOperation_SETOP_NONE &&
+			len(sel.ValuesLists) == 0 && sel.HavingClause == nil && len(sel.GroupClause) == 0
+		defer func() { a.once = false }()
 		rule := keep
 		if v.SelectStmt.IntoClause != nil {
 			rule = noneRule("copy", "SELECT INTO would store its ciphertext in a new table, where it does not decrypt")
@@ -147,7 +172,15 @@ func (a *analyzer) dispatch(st *Statement, n *pg.Node, raw *pg.RawStmt) error {
 		return a.execute(st, v.ExecuteStmt)
 	case *pg.Node_DeallocateStmt:
 		st.Kind = "DEALLOCATE"
-		st.Deallocate = &Deallocate{Name: v.DeallocateStmt.Name, All: v.DeallocateStmt.Isall}
+		if v.DeallocateStmt.Isall {
+			st.Effects = append(st.Effects, Effect{Kind: EffectDeallocateAll})
+		} else {
+			st.Effects = append(st.Effects, Effect{Kind: EffectDeallocate, Name: v.DeallocateStmt.Name})
+		}
+		return nil
+	case *pg.Node_TransactionStmt:
+		st.Kind = "TRANSACTION"
+		a.transaction(st, v.TransactionStmt)
 		return nil
 	case *pg.Node_VariableSetStmt:
 		st.Kind = "SET"
@@ -156,9 +189,7 @@ func (a *analyzer) dispatch(st *Statement, n *pg.Node, raw *pg.RawStmt) error {
 		st.Kind = "DISCARD"
 		if v.DiscardStmt.Target == pg.DiscardMode_DISCARD_ALL {
 			// DISCARD ALL = DEALLOCATE ALL + RESET ALL + …
-			st.Deallocate = &Deallocate{All: true}
-			st.ResetSearchPath = true
-			a.pathKnown = false
+			st.Effects = append(st.Effects, Effect{Kind: EffectDeallocateAll}, Effect{Kind: EffectResetAll})
 		}
 		return nil
 	case *pg.Node_CopyStmt:
@@ -275,6 +306,15 @@ func (a *analyzer) join(x, y *Column) {
 
 // touch records that the statement uses protected table t.
 func (a *analyzer) touch(t string) { a.touched = append(a.touched, t) }
+
+// searchPath returns the search_path in force, and whether it is known.
+func (a *analyzer) searchPath() ([]string, bool) {
+	if !a.pathCached {
+		a.path, a.pathOK = a.settings.Path()
+		a.pathCached = true
+	}
+	return a.path, a.pathOK
+}
 
 // text returns the source text of a raw statement.
 func (a *analyzer) text(raw *pg.RawStmt) string {

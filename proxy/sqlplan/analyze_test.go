@@ -339,7 +339,6 @@ func TestUntouched(t *testing.T) {
 		`SELECT * FROM orders WHERE note = 'x'`,
 		`SELECT email FROM orders`, // email is a column name, not a protected table
 		`INSERT INTO customers_archive (email) VALUES ('x')`,
-		`BEGIN; SELECT 1; COMMIT`,
 		``,
 		`;`,
 	} {
@@ -347,7 +346,7 @@ func TestUntouched(t *testing.T) {
 		if an != nil || err != nil {
 			t.Errorf("%q: got %+v, %v; want nil, nil", sql, an, err)
 		}
-		if an, err := Analyze(sql, newFakeCatalog(), defaultPath); an != nil || err != nil {
+		if an, err := Analyze(sql, newFakeCatalog(), nil); an != nil || err != nil {
 			t.Errorf("Analyze(%q): got %+v, %v; want nil, nil", sql, an, err)
 		}
 	}
@@ -375,60 +374,72 @@ func asRefusal(err error, r **Refusal) bool {
 	return ok
 }
 
+// effectStrings renders a statement's effects compactly.
+func effectStrings(st Statement) []string {
+	var out []string
+	for _, e := range st.Effects {
+		k := map[EffectKind]string{EffectSet: "set", EffectSetLocal: "setlocal", EffectReset: "reset", EffectResetAll: "resetall",
+			EffectUnknownSet: "unknown", EffectBegin: "begin", EffectCommit: "commit", EffectRollback: "rollback",
+			EffectSavepoint: "savepoint", EffectRelease: "release", EffectRollbackTo: "rollbackto", EffectPrepare: "prepare",
+			EffectDeallocate: "deallocate", EffectDeallocateAll: "deallocateall"}[e.Kind]
+		if e.Name != "" {
+			k += " " + e.Name
+		}
+		if e.Value != "" {
+			k += "=" + e.Value
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
 func TestSessionState(t *testing.T) {
 	tests := []struct {
-		sql   string
-		check func(t *testing.T, sts []Statement)
+		sql     string
+		effects [][]string // per statement
+		check   func(t *testing.T, sts []Statement)
 	}{
-		{`SET search_path TO app, public`, func(t *testing.T, s []Statement) {
-			wantPath(t, s[0], []string{"app", "public"}, false, false)
-		}},
-		{`SET LOCAL search_path = "App", 'b, c'`, func(t *testing.T, s []Statement) {
-			wantPath(t, s[0], []string{"App", "b, c"}, false, true)
-		}},
-		{`SET SCHEMA 'app'`, func(t *testing.T, s []Statement) { wantPath(t, s[0], []string{"app"}, false, false) }},
-		{`SET search_path = ''`, func(t *testing.T, s []Statement) { wantPath(t, s[0], []string{""}, false, false) }},
-		{`RESET search_path`, func(t *testing.T, s []Statement) { wantPath(t, s[0], nil, true, false) }},
-		{`SET search_path TO DEFAULT`, func(t *testing.T, s []Statement) { wantPath(t, s[0], nil, true, false) }},
-		{`RESET ALL`, func(t *testing.T, s []Statement) { wantPath(t, s[0], nil, true, false) }},
-		{`SELECT pg_catalog.set_config('search_path', ' App , "B" ', true)`, func(t *testing.T, s []Statement) {
-			wantPath(t, s[0], []string{"app", "B"}, false, true)
-		}},
-		{`DISCARD ALL`, func(t *testing.T, s []Statement) {
-			wantPath(t, s[0], nil, true, false)
-			if s[0].Deallocate == nil || !s[0].Deallocate.All {
-				t.Errorf("DISCARD ALL: Deallocate = %+v", s[0].Deallocate)
-			}
-		}},
-		{`DEALLOCATE p1; DEALLOCATE PREPARE p2; DEALLOCATE ALL`, func(t *testing.T, s []Statement) {
-			want := []Deallocate{{Name: "p1"}, {Name: "p2"}, {All: true}}
-			for i, w := range want {
-				if s[i].Kind != "DEALLOCATE" || s[i].Deallocate == nil || *s[i].Deallocate != w {
-					t.Errorf("statement %d: %+v, want %+v", i, s[i].Deallocate, w)
+		{sql: `SET search_path TO app, public`, effects: [][]string{{"set search_path=app, public"}}},
+		{sql: `SET LOCAL search_path = "App", 'b, c'`, effects: [][]string{{`setlocal search_path="App", "b, c"`}}},
+		{sql: `SET SCHEMA 'app'`, effects: [][]string{{"set search_path=app"}}},
+		{sql: `SET search_path = ''`, effects: [][]string{{`set search_path=""`}}},
+		{sql: `RESET search_path`, effects: [][]string{{"reset search_path"}}},
+		{sql: `SET search_path TO DEFAULT`, effects: [][]string{{"reset search_path"}}},
+		{sql: `RESET ALL`, effects: [][]string{{"resetall"}}},
+		// Transaction control is planned for its effects (the settings'
+		// levels), though it names no table.
+		{sql: `BEGIN; SELECT 1; /* c */ COMMIT`, effects: [][]string{{"begin"}, nil, {"commit"}}},
+		{sql: `SET extra_float_digits = 3; SET bytea_output TO 'escape'; SET DateStyle = 'SQL, DMY'; SET TIME ZONE 'UTC'; SET work_mem = '1MB'`,
+			effects: [][]string{{"set extra_float_digits=3"}, {"set bytea_output=escape"}, {"set datestyle=SQL, DMY"}, {"set timezone=UTC"}, nil}},
+		{sql: `SELECT pg_catalog.set_config('search_path', ' App , "B" ', true)`, effects: [][]string{{`setlocal search_path= App , "B" `}}},
+		{sql: `SELECT set_config('search_path', 'app', false) FROM customers`, effects: [][]string{{"unknown search_path"}}},
+		{sql: `SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'`, effects: [][]string{{"unknown"}}},
+		{sql: `DISCARD ALL`, effects: [][]string{{"deallocateall", "resetall"}}},
+		{sql: `DEALLOCATE p1; DEALLOCATE PREPARE p2; DEALLOCATE ALL`, effects: [][]string{{"deallocate p1"}, {"deallocate p2"}, {"deallocateall"}}},
+		{sql: `BEGIN; SAVEPOINT a; RELEASE a; ROLLBACK TO SAVEPOINT a; COMMIT AND CHAIN; ROLLBACK; START TRANSACTION; END; PREPARE TRANSACTION 'x'`,
+			effects: [][]string{{"begin"}, {"savepoint a"}, {"release a"}, {"rollbackto a"}, {"commit", "begin"}, {"rollback"}, {"begin"}, {"commit"}, {"commit"}}},
+		{sql: `PREPARE ins (int) AS INSERT INTO customers (id, email, ssn) VALUES ($1, $2, '1-2')`, effects: [][]string{{"prepare ins"}},
+			check: func(t *testing.T, s []Statement) {
+				p := s[0].Effects[0].Statement
+				if s[0].Kind != "PREPARE" || p == nil || p.Kind != "INSERT" {
+					t.Fatalf("Prepare = %+v", p)
 				}
+				if len(p.Params) != 1 || p.Params[2].String() != "public.customers.email" {
+					t.Errorf("inner params = %v", p.Params)
+				}
+				if len(s[0].Params) != 0 || len(p.Edits) != 0 {
+					t.Errorf("PREPARE's own params %v, inner edits %v", s[0].Params, p.Edits)
+				}
+				if got := render(`PREPARE ins (int) AS INSERT INTO customers (id, email, ssn) VALUES ($1, $2, '1-2')`, &s[0]); len(got) != 1 || got[0] != `'1-2' → public.customers.ssn "1-2"` {
+					t.Errorf("PREPARE edits = %q", got)
+				}
+			}},
+		{sql: `PREPARE q(bytea) AS SELECT id FROM customers WHERE ssn = $1`, effects: [][]string{{"prepare q"}}, check: func(t *testing.T, s []Statement) {
+			if s[0].Effects[0].Statement.Params[1].String() != "public.customers.ssn" {
+				t.Errorf("params = %v", s[0].Effects[0].Statement.Params)
 			}
 		}},
-		{`PREPARE ins (int) AS INSERT INTO customers (id, email, ssn) VALUES ($1, $2, '1-2')`, func(t *testing.T, s []Statement) {
-			p := s[0].Prepare
-			if s[0].Kind != "PREPARE" || p == nil || p.Name != "ins" || p.Statement.Kind != "INSERT" {
-				t.Fatalf("Prepare = %+v", p)
-			}
-			if len(p.Statement.Params) != 1 || p.Statement.Params[2].String() != "public.customers.email" {
-				t.Errorf("inner params = %v", p.Statement.Params)
-			}
-			if len(s[0].Params) != 0 || len(p.Statement.Edits) != 0 {
-				t.Errorf("PREPARE's own params %v, inner edits %v", s[0].Params, p.Statement.Edits)
-			}
-			if got := render(`PREPARE ins (int) AS INSERT INTO customers (id, email, ssn) VALUES ($1, $2, '1-2')`, &s[0]); len(got) != 1 || got[0] != `'1-2' → public.customers.ssn "1-2"` {
-				t.Errorf("PREPARE edits = %q", got)
-			}
-		}},
-		{`PREPARE q(bytea) AS SELECT id FROM customers WHERE ssn = $1`, func(t *testing.T, s []Statement) {
-			if s[0].Prepare.Statement.Params[1].String() != "public.customers.ssn" {
-				t.Errorf("params = %v", s[0].Prepare.Statement.Params)
-			}
-		}},
-		{`EXECUTE ins(1, 'a@b', NULL, DATE '2024-01-01', -5, lower('X'))`, func(t *testing.T, s []Statement) {
+		{sql: `EXECUTE ins(1, 'a@b', NULL, DATE '2024-01-01', -5, lower('X'))`, effects: [][]string{nil}, check: func(t *testing.T, s []Statement) {
 			const sql = `EXECUTE ins(1, 'a@b', NULL, DATE '2024-01-01', -5, lower('X'))`
 			ex := s[0].Execute
 			if s[0].Kind != "EXECUTE" || ex == nil || ex.Name != "ins" || len(ex.Args) != 6 {
@@ -449,18 +460,13 @@ func TestSessionState(t *testing.T) {
 				}
 			}
 		}},
-		{`EXPLAIN ANALYZE EXECUTE ins('x')`, func(t *testing.T, s []Statement) {
+		{sql: `EXPLAIN ANALYZE EXECUTE ins('x')`, effects: [][]string{nil}, check: func(t *testing.T, s []Statement) {
 			if s[0].Kind != "EXPLAIN" || s[0].Execute == nil || !s[0].Execute.Args[0].Literal {
 				t.Errorf("got %+v", s[0])
 			}
 		}},
-		{`PREPARE p AS INSERT INTO customers (email) VALUES ($1); EXECUTE p('x')`, func(t *testing.T, s []Statement) {
-			if s[0].Prepare == nil || s[0].Prepare.Statement.Params[1] == nil || s[1].Execute == nil {
-				t.Errorf("got %+v", s)
-			}
-		}},
-		{`SET standard_conforming_strings = on; SET TIME ZONE 'UTC'`, func(t *testing.T, s []Statement) {
-			if s[0].Kind != "SET" || s[1].Kind != "SET" || s[0].SearchPath != nil {
+		{sql: `PREPARE p AS INSERT INTO customers (email) VALUES ($1); EXECUTE p('x')`, effects: [][]string{{"prepare p"}, nil}, check: func(t *testing.T, s []Statement) {
+			if s[0].Effects[0].Statement.Params[1] == nil || s[1].Execute == nil {
 				t.Errorf("got %+v", s)
 			}
 		}},
@@ -474,16 +480,15 @@ func TestSessionState(t *testing.T) {
 			if an == nil {
 				t.Fatal("no analysis")
 			}
-			tt.check(t, an.Statements)
+			for i, want := range tt.effects {
+				if got := effectStrings(an.Statements[i]); !reflect.DeepEqual(got, want) {
+					t.Errorf("statement %d effects %q, want %q", i+1, got, want)
+				}
+			}
+			if tt.check != nil {
+				tt.check(t, an.Statements)
+			}
 		})
-	}
-}
-
-func wantPath(t *testing.T, st Statement, path []string, reset, local bool) {
-	t.Helper()
-	if !reflect.DeepEqual(st.SearchPath, path) || st.ResetSearchPath != reset || st.SearchPathLocal != local {
-		t.Errorf("search_path %q reset=%v local=%v; want %q reset=%v local=%v",
-			st.SearchPath, st.ResetSearchPath, st.SearchPathLocal, path, reset, local)
 	}
 }
 
@@ -506,7 +511,7 @@ func TestKinds(t *testing.T) {
 // into a refusal rather than taking the session down or letting the text
 // through.
 func TestPanicIsRefusal(t *testing.T) {
-	an, err := Analyze(`SELECT * FROM customers`, panicCatalog{newFakeCatalog()}, defaultPath)
+	an, err := Analyze(`SELECT * FROM customers`, panicCatalog{newFakeCatalog()}, nil)
 	var r *Refusal
 	if an != nil || !asRefusal(err, &r) || r.Code != CodeInternalError {
 		t.Errorf("got %v, %v; want an XX000 refusal", an, err)

@@ -80,18 +80,30 @@ func (c *fakeCatalog) Resolve(name string, path []string) (string, bool) {
 	return "", false
 }
 
-var defaultPath = []string{"$user", "public"}
+var defaultPath = settingsFor("$user", "public")
+
+// settingsFor is a session whose search_path is path (user alice).
+func settingsFor(path ...string) *Settings {
+	parts := make([]string, len(path))
+	for i, p := range path {
+		parts[i] = quoteIdentifier(p)
+	}
+	s := NewSettings(map[string]string{SearchPath: strings.Join(parts, ", ")})
+	s.User = "alice"
+	return s
+}
 
 // mustAnalyze analyses sql through the internal entry point (no recover, so
 // a panic fails the test loudly) and the prefilter.
 func mustAnalyze(t testing.TB, sql string, path ...string) (*Analysis, error) {
 	t.Helper()
-	if path == nil {
-		path = defaultPath
+	settings := defaultPath
+	if path != nil {
+		settings = settingsFor(path...)
 	}
 	cat := newFakeCatalog()
 	if !mayMatter(sql, cat.ProtectedNames()) {
 		return nil, nil
 	}
-	return analyze(sql, cat, cat.ProtectedNames(), path)
+	return analyze(sql, cat, cat.ProtectedNames(), settings)
 }

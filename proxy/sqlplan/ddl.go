@@ -58,7 +58,8 @@ func (a *analyzer) createTable(st *Statement, c *pg.CreateStmt, raw *pg.RawStmt)
 	if schema == "" {
 		// A new table goes to the first schema of the search_path; only
 		// the schemas that rules name for this table matter.
-		for _, s := range a.path {
+		path, _ := a.searchPath()
+		for _, s := range path {
 			if a.ruleTable(s, rv.Relname) != nil {
 				schema = s
 				break
@@ -74,6 +75,12 @@ func (a *analyzer) createTable(st *Statement, c *pg.CreateStmt, raw *pg.RawStmt)
 		return refuse("create", table, "protected tables must be created with their own column definitions (not OF type, PARTITION OF or INHERITS); or create it directly and run pgcloak protect")
 	}
 	defined := map[string]bool{}
+	named := map[string]bool{} // constraints the statement names itself
+	for _, e := range c.TableElts {
+		if k := e.GetConstraint(); k != nil && k.Conname != "" {
+			named[k.Conname] = true
+		}
+	}
 	for _, e := range c.TableElts {
 		if e.GetTableLikeClause() != nil {
 			return refuse("create", table, "protected tables must be created with their own column definitions, not LIKE; or create it directly and run pgcloak protect")
@@ -103,8 +110,10 @@ func (a *analyzer) createTable(st *Statement, c *pg.CreateStmt, raw *pg.RawStmt)
 	}
 	// Protected columns the table is created without get theirs when
 	// they are added (ALTER TABLE … ADD COLUMN through pgcloak).
+	// A definition that carries the backstop already (a pg_dump restored
+	// through pgcloak) keeps its own.
 	for _, name := range sortedNames(cols) {
-		if defined[name] {
+		if defined[name] && !named[cols[name].Backstop] {
 			st.Edits = append(st.Edits, Edit{Start: at, End: at, Column: cols[name], Backstop: true, Verbatim: ", "})
 		}
 	}
@@ -169,6 +178,14 @@ func (a *analyzer) closingParen(raw *pg.RawStmt, from int) int {
 // a protected column added through pgcloak its backstop.
 func (a *analyzer) alterTableDDL(st *Statement, at *pg.AlterTableStmt, raw *pg.RawStmt, cols map[string]*Column, table string) error {
 	var added []*Column
+	named := map[string]bool{}
+	for _, n := range at.Cmds {
+		if c := n.GetAlterTableCmd(); c != nil && c.Subtype == pg.AlterTableType_AT_AddConstraint {
+			if k := c.Def.GetConstraint(); k != nil {
+				named[k.Conname] = true
+			}
+		}
+	}
 	for _, n := range at.Cmds {
 		c := n.GetAlterTableCmd()
 		if c == nil {
@@ -201,7 +218,7 @@ func (a *analyzer) alterTableDDL(st *Statement, at *pg.AlterTableStmt, raw *pg.R
 			if err := checkColumnDef(col, cd); err != nil {
 				return err
 			}
-			if !c.MissingOk {
+			if !c.MissingOk && !named[col.Backstop] {
 				added = append(added, col)
 			}
 		case pg.AlterTableType_AT_SetExpression, pg.AlterTableType_AT_AddIdentity:

@@ -73,6 +73,13 @@ func TestDDLBackstops(t *testing.T) {
 		t.Errorf("backstops for %v, want email and ssn", cols)
 	}
 
+	// A definition that has the backstop already (a dump restored through
+	// pgcloak) is left as it is.
+	sql = `CREATE TABLE app.customers (id int, email bytea, CONSTRAINT pgcloak_email_encrypted CHECK (email IS NOT NULL))`
+	if an, err = mustAnalyze(t, sql); err != nil || len(an.Statements[0].Edits) != 0 {
+		t.Errorf("CREATE TABLE with its backstop: %v, %v", an, err)
+	}
+
 	sql = `ALTER TABLE app.customers ADD COLUMN email bytea`
 	an, err = mustAnalyze(t, sql)
 	if err != nil {

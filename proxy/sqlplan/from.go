@@ -206,20 +206,28 @@ func (a *analyzer) tableRel(rv *pg.RangeVar, sc *scope, cteOK bool) (*rel, error
 	return r, nil
 }
 
-// schemaOf returns the schema a table reference resolves to.
+// schemaOf returns the schema a table reference resolves to. A name held
+// by one schema only resolves to it whatever the search_path (the Catalog
+// says so); for one held by several, the search_path decides, and when
+// pgcloak does not know it (set_config with a computed name, or run a
+// number of times it cannot tell) the statement is refused.
 func (a *analyzer) schemaOf(rv *pg.RangeVar) (string, bool, error) {
 	if rv.Schemaname != "" {
 		return rv.Schemaname, true, nil
 	}
-	if !a.pathKnown {
+	path, ok := a.searchPath()
+	if !ok {
+		if s, ok := a.cat.Resolve(rv.Relname, nil); ok {
+			return s, true, nil // one schema holds it: no path needed
+		}
 		for _, n := range a.names {
 			if n == rv.Relname {
-				return "", false, refuse("resolve", n, "search_path was reset, or changed by a set_config whose setting name is not a literal, earlier in this query string and pgcloak does not know its new value; qualify the table with its schema or send the statements separately")
+				return "", false, refuse("resolve", n, "several schemas hold a relation of this name, and pgcloak does not know the search_path now (set_config with a computed name, or run by a query a number of times pgcloak cannot tell); qualify the table with its schema, or SET search_path")
 			}
 		}
 		return "", false, nil
 	}
-	s, ok := a.cat.Resolve(rv.Relname, a.path)
+	s, ok := a.cat.Resolve(rv.Relname, path)
 	return s, ok, nil
 }
 

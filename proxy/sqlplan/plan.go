@@ -102,25 +102,17 @@ type Statement struct {
 	// refuse the statement unless each pair is in the same search_group.
 	Joins [][2]*Column
 
-	// SearchPath is the new search_path (one schema name per element, as the
-	// server reads them) after SET search_path / SET SCHEMA /
-	// set_config('search_path', …); nil otherwise.
-	SearchPath []string
-	// ResetSearchPath is set by RESET search_path, SET search_path TO
-	// DEFAULT, RESET ALL and DISCARD ALL: search_path returns to the
-	// session's default (the startup value, else the role's or server's).
-	ResetSearchPath bool
-	// SearchPathLocal marks SET LOCAL and set_config(…, true): the change
-	// lasts until the end of the current transaction.
-	SearchPathLocal bool
+	// Effects are the changes of session state the statement makes when it
+	// runs: tracked settings (SET, RESET, set_config), transaction levels
+	// (BEGIN, COMMIT, savepoints), prepared statements (PREPARE,
+	// DEALLOCATE, DISCARD ALL). The session applies them once the server
+	// says the statement ran; Analyze already plans the rest of the text
+	// with them.
+	Effects []Effect
 
-	// Prepare is set for PREPARE name [(types)] AS statement.
-	Prepare *Prepare
 	// Execute is set for EXECUTE name(args), also under EXPLAIN and
 	// CREATE TABLE AS.
 	Execute *Execute
-	// Deallocate is set for DEALLOCATE name / ALL and DISCARD ALL.
-	Deallocate *Deallocate
 	// Results is set for a plain SELECT whose output columns are known
 	// before PostgreSQL describes them: one entry per output column, the
 	// protected column it returns or nil. It is a hint (pgcloak asks for
@@ -131,13 +123,6 @@ type Statement struct {
 	// and for COPY (query) TO STDOUT with protected output columns: the
 	// session rewrites the data stream.
 	Copy *Copy
-
-	// UnknownSetting: this statement may change a setting pgcloak cannot
-	// name (set_config whose name is not a literal, as pg_dump's
-	// set_config(name, …) FROM pg_settings WHERE name = …). It may even be
-	// search_path or standard_conforming_strings; the session decides what
-	// to re-learn from the server.
-	UnknownSetting bool
 }
 
 // Copy describes COPY table [(columns)] FROM STDIN | TO STDOUT [options] on
@@ -212,16 +197,6 @@ type Edit struct {
 // a space: the next byte would otherwise continue its last word.
 func SpaceAfter(sql string, e Edit) bool { return e.End < len(sql) && identByte(sql[e.End]) }
 
-// Prepare describes PREPARE name [(types)] AS statement.
-type Prepare struct {
-	// Name is the prepared statement's name.
-	Name string
-	// Statement is the plan of the inner statement; its Params tell which
-	// EXECUTE arguments carry protected values. Literals inside the PREPARE
-	// text are in the PREPARE statement's own Edits, not here.
-	Statement *Statement
-}
-
 // Execute describes EXECUTE name(args). The session matches Args to the
 // Params of the statement stored under Name.
 type Execute struct {
@@ -239,10 +214,4 @@ type Arg struct {
 	Start, End int
 	Value      string
 	Null       bool
-}
-
-// Deallocate describes DEALLOCATE [PREPARE] name | ALL (DISCARD ALL too).
-type Deallocate struct {
-	Name string
-	All  bool
 }

@@ -24,6 +24,42 @@ var stateWords = [...]string{
 	"rule",
 }
 
+// leadingWords start statements that change session state the session
+// follows (settings, transaction levels, prepared statements): a text is
+// planned when one of them begins it or follows a ';' (UPDATE … SET does not
+// count).
+var leadingWords = [...]string{"set", "reset", "begin", "start", "commit", "end", "rollback", "abort",
+	"savepoint", "release", "prepare", "discard", "deallocate", "execute"}
+
+// leadsStatement reports whether sql[i:] starts a statement: only spaces and
+// comments lie between it and the text's start or the previous ';'.
+func leadsStatement(sql string, i int) bool {
+	for j := i - 1; j >= 0; j-- {
+		switch c := sql[j]; {
+		case c == ';':
+			return true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
+		case c == '/' && j > 0 && sql[j-1] == '*':
+			// The end of a /* comment */: skip back to its start.
+			k := strings.LastIndex(sql[:j-1], "/*")
+			if k < 0 {
+				return false
+			}
+			j = k
+		default:
+			// A -- comment ends at a newline we have passed; anything
+			// else is a word of the statement.
+			line := strings.LastIndexByte(sql[:j+1], '\n')
+			if k := strings.Index(sql[line+1:j+1], "--"); k >= 0 {
+				j = line + 1 + k
+				continue
+			}
+			return false
+		}
+	}
+	return true
+}
+
 // mayMatter reports whether sql could touch a protected table or change
 // session state the analysis depends on. It runs on every statement, so it
 // makes one pass over the text without allocating.
@@ -59,6 +95,11 @@ func mayMatter(sql string, names []string) bool {
 		}
 		for _, k := range stateWords {
 			if len(k) == len(w) && equalFold(k, w) {
+				return true
+			}
+		}
+		for _, k := range leadingWords {
+			if len(k) == len(w) && equalFold(k, w) && leadsStatement(sql, i) {
 				return true
 			}
 		}

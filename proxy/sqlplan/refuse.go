@@ -27,6 +27,9 @@ type Refusal struct {
 	Reason string
 }
 
+// SQLState returns the refusal's SQLSTATE.
+func (r *Refusal) SQLState() string { return r.Code }
+
 // Error returns "cannot <op> <column>: <reason>".
 func (r *Refusal) Error() string {
 	op := r.Op

@@ -11,82 +11,148 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
-// set plans SET / RESET: search_path is reported (and followed by the rest
-// of the text); standard_conforming_strings must stay on.
+// set plans SET / RESET: the changes of tracked settings are reported as
+// Effects (and followed by the rest of the text); standard_conforming_strings
+// must stay on.
 func (a *analyzer) set(st *Statement, v *pg.VariableSetStmt) error {
 	name := strings.ToLower(v.Name) // GUC names are case-insensitive
 	switch v.Kind {
 	case pg.VariableSetKind_VAR_SET_VALUE:
-		switch name {
-		case "search_path":
-			// Each argument is one schema name, taken as written:
-			// SET search_path = 'a, b' names one schema called "a, b".
-			path := make([]string, 0, len(v.Args))
-			for _, arg := range v.Args {
-				s, ok := settingString(arg)
-				if !ok {
-					return refuse("set", "search_path", "pgcloak cannot read the new value")
-				}
-				path = append(path, s)
-			}
-			a.setPath(st, path, v.IsLocal)
-		case "standard_conforming_strings":
-			if len(v.Args) != 1 || !isOn(v.Args[0]) {
-				return refuse("set", "standard_conforming_strings", "pgcloak reads string literals with standard_conforming_strings on; turned off, it would misread them")
-			}
+		if name == StandardConformingStrings && (len(v.Args) != 1 || !isOn(v.Args[0])) {
+			return refuse("set", "standard_conforming_strings", "pgcloak reads string literals with standard_conforming_strings on; turned off, it would misread them")
 		}
+		if !trackedSettings[name] {
+			return nil
+		}
+		value, ok := setValue(name, v.Args)
+		if !ok {
+			if name == SearchPath {
+				return refuse("set", "search_path", "pgcloak cannot read the new value")
+			}
+			st.Effects = append(st.Effects, Effect{Kind: EffectUnknownSet, Name: name})
+			return nil
+		}
+		kind := EffectSet
+		if v.IsLocal {
+			kind = EffectSetLocal
+		}
+		st.Effects = append(st.Effects, Effect{Kind: kind, Name: name, Value: value})
 	case pg.VariableSetKind_VAR_SET_DEFAULT, pg.VariableSetKind_VAR_RESET:
-		if name == "search_path" {
-			st.ResetSearchPath, st.SearchPathLocal = true, v.IsLocal
-			a.pathKnown = false
+		if trackedSettings[name] {
+			kind := EffectReset
+			if v.IsLocal {
+				// SET LOCAL x TO DEFAULT: the reset value, until the
+				// transaction ends.
+				st.Effects = append(st.Effects, Effect{Kind: EffectSetLocal, Name: name, Value: a.settings.reset[name]})
+				return nil
+			}
+			st.Effects = append(st.Effects, Effect{Kind: kind, Name: name})
 		}
 	case pg.VariableSetKind_VAR_RESET_ALL:
-		st.ResetSearchPath = true
-		a.pathKnown = false
+		st.Effects = append(st.Effects, Effect{Kind: EffectResetAll})
 	}
 	return nil
 }
 
-// setPath records a new search_path and uses it for the rest of the text.
-func (a *analyzer) setPath(st *Statement, path []string, local bool) {
-	st.SearchPath, st.SearchPathLocal = path, local
-	a.path, a.pathKnown = path, true
+// setValue is the value SET gives name, as SHOW prints it for search_path
+// (a list of identifiers, each as written: SET search_path = 'a, b' names
+// one schema called "a, b") and as the arguments join for the others.
+func setValue(name string, args []*pg.Node) (string, bool) {
+	parts := make([]string, 0, len(args))
+	for _, arg := range args {
+		s, ok := settingString(arg)
+		if !ok {
+			return "", false
+		}
+		if name == SearchPath {
+			s = quoteIdentifier(s)
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ", "), true
 }
 
-// setConfig follows set_config('search_path', 'a, "B"', is_local), which
-// takes the value as a list like postgresql.conf does. A name that is not a
-// literal (pg_dump's set_config(name, …) FROM pg_settings WHERE name = …)
-// is not refused: the statement is marked UnknownSetting, and the rest of
-// the text resolves no protected table through a search_path that may have
-// changed.
+// quoteIdentifier quotes a schema name as SHOW search_path does: as it is
+// when it is a plain lower-case identifier (or $user), double-quoted
+// otherwise.
+func quoteIdentifier(s string) string {
+	plain := s != ""
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c == '_' || i > 0 && (c >= '0' && c <= '9' || c == '$')) {
+			plain = false
+		}
+	}
+	if plain || s == "$user" {
+		return s
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// setConfig follows set_config(name, value, is_local), which takes the
+// value as written in postgresql.conf (a list for search_path). It is an
+// Effect when the call surely runs once (a SELECT without FROM or WHERE);
+// elsewhere it may run any number of times, and the setting becomes
+// unknown. A name that is not a literal (pg_dump's set_config(name, …) FROM
+// pg_settings WHERE name = …) makes every tracked setting unknown.
 func (a *analyzer) setConfig(fc *pg.FuncCall) error {
 	if len(fc.Args) != 3 {
 		return nil // not the built-in; the server says so
 	}
 	name, ok := settingString(fc.Args[0])
 	if !ok {
-		a.st.UnknownSetting = true
-		a.pathKnown = false
+		a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUnknownSet})
 		return nil
 	}
-	switch strings.ToLower(name) {
-	case "search_path":
-		value, ok1 := settingString(fc.Args[1])
-		local, ok2 := boolConst(fc.Args[2])
-		path, ok3 := splitIdentifiers(value)
-		if !ok1 || !ok2 || !ok3 {
+	name = strings.ToLower(name)
+	value, ok1 := settingString(fc.Args[1])
+	local, ok2 := boolConst(fc.Args[2])
+	if name == StandardConformingStrings && (!ok1 || !isOn(fc.Args[1])) {
+		return refuse("set", "standard_conforming_strings", "pgcloak reads string literals with standard_conforming_strings on; turned off, it would misread them")
+	}
+	if !trackedSettings[name] {
+		return nil
+	}
+	if name == SearchPath {
+		if _, ok := splitIdentifiers(value); !ok1 || !ok {
 			return refuse("set", "search_path", "pgcloak must know the new search_path: pass literals to set_config, or use SET search_path")
 		}
-		if a.st.SearchPath != nil || a.st.ResetSearchPath {
-			return refuse("set", "search_path", "set it once per statement")
-		}
-		a.setPath(a.st, path, local)
-	case "standard_conforming_strings":
-		if !isOn(fc.Args[1]) {
-			return refuse("set", "standard_conforming_strings", "pgcloak reads string literals with standard_conforming_strings on; turned off, it would misread them")
-		}
 	}
+	if !ok1 || !ok2 || !a.once {
+		a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUnknownSet, Name: name})
+		return nil
+	}
+	kind := EffectSet
+	if local {
+		kind = EffectSetLocal
+	}
+	a.st.Effects = append(a.st.Effects, Effect{Kind: kind, Name: name, Value: value})
 	return nil
+}
+
+// transaction plans BEGIN, COMMIT, ROLLBACK and savepoints: they end or nest
+// the transaction levels that settings live in.
+func (a *analyzer) transaction(st *Statement, t *pg.TransactionStmt) {
+	switch t.Kind {
+	case pg.TransactionStmtKind_TRANS_STMT_BEGIN, pg.TransactionStmtKind_TRANS_STMT_START:
+		st.Effects = append(st.Effects, Effect{Kind: EffectBegin})
+	case pg.TransactionStmtKind_TRANS_STMT_COMMIT, pg.TransactionStmtKind_TRANS_STMT_PREPARE:
+		st.Effects = append(st.Effects, Effect{Kind: EffectCommit})
+		if t.Chain {
+			st.Effects = append(st.Effects, Effect{Kind: EffectBegin})
+		}
+	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK:
+		st.Effects = append(st.Effects, Effect{Kind: EffectRollback})
+		if t.Chain {
+			st.Effects = append(st.Effects, Effect{Kind: EffectBegin})
+		}
+	case pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
+		st.Effects = append(st.Effects, Effect{Kind: EffectSavepoint, Name: t.SavepointName})
+	case pg.TransactionStmtKind_TRANS_STMT_RELEASE:
+		st.Effects = append(st.Effects, Effect{Kind: EffectRelease, Name: t.SavepointName})
+	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
+		st.Effects = append(st.Effects, Effect{Kind: EffectRollbackTo, Name: t.SavepointName})
+	}
 }
 
 // settingString returns a constant's text (strings, numbers), looking
@@ -239,7 +305,7 @@ func (a *analyzer) prepare(st *Statement, p *pg.PrepareStmt, raw *pg.RawStmt) er
 	st.Kind = "PREPARE"
 	st.Edits, inner.Edits = inner.Edits, nil
 	st.Joins, inner.Joins = inner.Joins, nil
-	st.Prepare = &Prepare{Name: p.Name, Statement: inner}
+	st.Effects = append(st.Effects, Effect{Kind: EffectPrepare, Name: p.Name, Statement: inner, Text: a.text(raw)})
 	return nil
 }
 

@@ -36,7 +36,7 @@ func ViewOutputs(def string, cat Catalog) (cols []*Column, err error) {
 		return nil, refuse("read", "a view", "its definition is not one SELECT")
 	}
 	s := tree.Stmts[0].Stmt.GetSelectStmt()
-	a := &analyzer{sql: def, cat: cat, names: cat.ProtectedNames(), path: nil, pathKnown: true}
+	a := &analyzer{sql: def, cat: cat, names: cat.ProtectedNames(), settings: NewSettings(nil), pathCached: true, pathOK: true}
 	st := &Statement{}
 	a.begin(st)
 	out, err := a.selectStmt(s, nil, keep, nil)

@@ -38,6 +38,11 @@ type ValueError struct {
 	Hint    string // optional
 }
 
+// SQLState, ErrorDetail and ErrorHint give the ErrorResponse fields.
+func (e *ValueError) SQLState() string    { return e.Code }
+func (e *ValueError) ErrorDetail() string { return e.Detail }
+func (e *ValueError) ErrorHint() string   { return e.Hint }
+
 func (e *ValueError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Message)

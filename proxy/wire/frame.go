@@ -165,7 +165,7 @@ func (f *Reader) LargeMessage(dst []byte, bodyLen int) ([]byte, error) {
 	n2, err := io.ReadFull(f.rd, dst[got:])
 	f.nread += n2
 	if err != nil {
-		return nil, unexpectedEOF(err)
+		return nil, UnexpectedEOF(err)
 	}
 	return dst, nil
 }
@@ -186,7 +186,7 @@ func (f *Reader) Forward(w *bufio.Writer, bodyLen int) error {
 	for left > 0 {
 		if f.r == f.w {
 			if err := f.fill(1); err != nil {
-				return unexpectedEOF(err)
+				return UnexpectedEOF(err)
 			}
 		}
 		chunk := min(left, f.w-f.r)
@@ -199,7 +199,9 @@ func (f *Reader) Forward(w *bufio.Writer, bodyLen int) error {
 	return nil
 }
 
-func unexpectedEOF(err error) error {
+// UnexpectedEOF turns io.EOF into io.ErrUnexpectedEOF: the stream ended
+// inside a message.
+func UnexpectedEOF(err error) error {
 	if err == io.EOF {
 		return io.ErrUnexpectedEOF
 	}
@@ -230,7 +232,7 @@ func (f *Reader) Discard(bodyLen int) error {
 	for left > 0 {
 		if f.r == f.w {
 			if err := f.fill(1); err != nil {
-				return unexpectedEOF(err)
+				return UnexpectedEOF(err)
 			}
 		}
 		chunk := min(left, f.w-f.r)

@@ -1,4 +1,4 @@
-package proxy
+package engine
 
 import (
 	"context"
@@ -9,9 +9,13 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgcloak/pgcloak/crypto"
+	"github.com/pgcloak/pgcloak/proxy/pgerr"
+	"github.com/pgcloak/pgcloak/proxy/sqlplan"
+	"github.com/pgcloak/pgcloak/proxy/wire"
 )
 
 // rowPlan says how to turn the columns of a result into what the client
@@ -40,18 +44,6 @@ type fieldPlan struct {
 	format, srvFormat int16
 }
 
-// formatCode is the result format of column i under Bind's rules: no codes =
-// all text, one = all columns, else one per column.
-func formatCode(codes []int16, i int) int16 {
-	switch {
-	case len(codes) == 1:
-		return codes[0]
-	case i < len(codes):
-		return codes[i]
-	}
-	return 0
-}
-
 // withFormats returns the plan for a portal whose client asked for the
 // result formats client and whose server was asked for server (nil: the
 // same as client).
@@ -64,8 +56,8 @@ func (rp *rowPlan) withFormats(client, server []int16) *rowPlan {
 	}
 	out := &rowPlan{fields: make([]fieldPlan, len(rp.fields)), protected: rp.protected, scan: rp.scan}
 	for i, f := range rp.fields {
-		f.format = formatCode(client, i)
-		f.srvFormat = formatCode(server, i)
+		f.format = wire.FormatCode(client, i)
+		f.srvFormat = wire.FormatCode(server, i)
 		out.fields[i] = f
 	}
 	out.check()
@@ -95,7 +87,7 @@ func (rp *rowPlan) serverResultFormats(client []int16) []int16 {
 	out := make([]int16, len(rp.fields))
 	changed := false
 	for i, f := range rp.fields {
-		out[i] = formatCode(client, i)
+		out[i] = wire.FormatCode(client, i)
 		if f.col != nil && out[i] != 1 {
 			out[i] = 1
 			changed = true
@@ -105,106 +97,6 @@ func (rp *rowPlan) serverResultFormats(client []int16) []int16 {
 		return nil
 	}
 	return out
-}
-
-// serverLoopCloaked relays server messages to the client, applying the
-// encryption layer.
-func (ss *session) serverLoopCloaked() error {
-	r := ss.fromServer
-	c := ss.cloak
-	for {
-		typ, n, err := r.header(ss.srv.maxBody)
-		if err != nil {
-			return err
-		}
-		switch typ {
-		case 'D':
-			if c.cur == nil {
-				c.cur = c.currentRows()
-			}
-			if c.cur == nil || !c.cur.protected && !c.cur.scan {
-				break
-			}
-			m, err := ss.readServerMessage(n)
-			if err != nil {
-				return err
-			}
-			if !c.cur.protected {
-				if err := scanRow(c.cur, m); err != nil {
-					ss.writeClientError(err)
-					return err
-				}
-				if _, err := ss.toClient.Write(m); err != nil {
-					return err
-				}
-				continue
-			}
-			out, err := ss.decryptRow(c.cur, m)
-			if err != nil {
-				// A value that does not decrypt is never passed on.
-				ss.writeClientError(err)
-				return err
-			}
-			if _, err := ss.toClient.Write(out); err != nil {
-				return err
-			}
-			continue
-		case 'H':
-			c.mu.Lock()
-			if head := c.q.peek(); head != nil && head.copy != nil && !head.copy.plan.From {
-				c.copyOut = head.copy
-			}
-			c.mu.Unlock()
-		case 'd', 'c':
-			if c.copyOut == nil {
-				break
-			}
-			m, err := ss.readServerMessage(n)
-			if err != nil {
-				return err
-			}
-			if err := ss.copyOutData(typ, m); err != nil {
-				ss.writeClientError(err)
-				return err
-			}
-			continue
-		case 'T', 't', 'n', '1', '2', '3', 'C', 'I', 's', 'E', 'Z', 'S':
-			m, err := ss.readServerMessage(n)
-			if err != nil {
-				return err
-			}
-			out, err := ss.serverMessage(typ, m)
-			if err != nil {
-				return err
-			}
-			if out != nil {
-				if _, err := ss.toClient.Write(out); err != nil {
-					return err
-				}
-			}
-			if typ == 'Z' {
-				ss.busy.Store(false)
-				if err := ss.toClient.Flush(); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		if err := r.forward(ss.toClient, n); err != nil {
-			return err
-		}
-	}
-}
-
-// readServerMessage reads a whole server message; large ones go to scratch.
-func (ss *session) readServerMessage(n int) ([]byte, error) {
-	r := ss.fromServer
-	if r.fits(n) {
-		return r.message(n)
-	}
-	m, err := r.largeMessage(ss.cloak.serverScratch[:0], n)
-	ss.cloak.serverScratch = m
-	return m, err
 }
 
 // currentRows is the row plan of the request whose rows are arriving.
@@ -248,18 +140,43 @@ func (ss *session) serverMessage(typ byte, m []byte) ([]byte, error) {
 		}
 		return m, nil
 	case '1', '2', '3':
+		// ParseComplete, BindComplete, CloseComplete: a Parse's statement
+		// or a Close's removal is now the server's.
 		c.mu.Lock()
+		if head := c.q.peek(); head != nil {
+			for _, ch := range head.changes {
+				c.commitChangeLocked(ch)
+			}
+		}
 		c.q.pop()
 		c.mu.Unlock()
 		return m, nil
 	case 'C', 'I', 's':
-		if typ == 'C' && isDDLTag(m[headerLen:]) {
+		if typ == 'C' && isDDLTag(m[wire.HeaderLen:]) {
 			c.ddlSeen = true
 		}
 		c.cur = nil
 		c.mu.Lock()
-		if head := c.q.peek(); head != nil && head.kind == pExecute {
-			c.q.pop()
+		if head := c.q.peek(); head != nil {
+			switch head.kind {
+			case pExecute:
+				// The portal's statement ran (or stopped at its row
+				// limit: PortalSuspended changes nothing).
+				if typ == 'C' && len(head.effects) > 0 {
+					ss.applyCommittedLocked(head, 0, head.effects[0])
+				}
+				c.q.pop()
+			case pSimple:
+				// One statement of the Query completed.
+				if typ == 'C' {
+					var eff []sqlplan.Effect
+					if head.next < len(head.effects) {
+						eff = head.effects[head.next]
+					}
+					ss.applyCommittedLocked(head, head.next, eff)
+				}
+				head.next++
+			}
 		}
 		c.mu.Unlock()
 		return m, nil
@@ -267,6 +184,9 @@ func (ss *session) serverMessage(typ byte, m []byte) ([]byte, error) {
 		c.cur = nil
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		// The statement failed: the server aborts the innermost
+		// transaction level, and skips the rest of the group.
+		c.failedLocked()
 		head := c.q.peek()
 		if head == nil {
 			return m, nil
@@ -279,7 +199,8 @@ func (ss *session) serverMessage(typ byte, m []byte) ([]byte, error) {
 			out = errorMessage(head.copy.err)
 		}
 		if head.kind == pSimple {
-			return out, nil // the Query goes on to ReadyForQuery
+			head.next = len(head.effects) + 1 // the rest of the Query is skipped
+			return out, nil                   // the Query goes on to ReadyForQuery
 		}
 		// Extended protocol: PostgreSQL skips everything up to Sync.
 		for h := c.q.peek(); h != nil && h.kind != pSync; h = c.q.peek() {
@@ -288,25 +209,30 @@ func (ss *session) serverMessage(typ byte, m []byte) ([]byte, error) {
 		return out, nil
 	case 'Z':
 		c.cur = nil
-		if c.ddlSeen && len(m) > headerLen && m[headerLen] == 'I' {
+		if c.ddlSeen && len(m) > wire.HeaderLen && m[wire.HeaderLen] == 'I' {
 			// The schema changed and the change is committed (or rolled
 			// back): read the catalog again before the client, which waits
 			// for this ReadyForQuery, sends its next statement.
 			c.ddlSeen = false
 			ctx, cancel := context.WithTimeout(context.Background(), unknownRelationRefresh)
-			ss.srv.RefreshCatalog(ctx)
+			ss.prot.RefreshCatalog(ctx)
 			cancel()
+		}
+		status := byte('I')
+		if len(m) > wire.HeaderLen {
+			status = m[wire.HeaderLen]
 		}
 		c.mu.Lock()
 		// Pop through the Sync or Query this answers; anything before it
 		// was answered already or skipped.
+		var answered pending
 		for h := c.q.peek(); h != nil; h = c.q.peek() {
-			k := h.kind
-			c.q.pop()
-			if k == pSync || k == pSimple {
+			answered = c.q.pop()
+			if answered.kind == pSync || answered.kind == pSimple {
 				break
 			}
 		}
+		ss.readyLocked(status, &answered)
 		c.mu.Unlock()
 		return m, nil
 	}
@@ -318,8 +244,8 @@ func (ss *session) serverMessage(typ byte, m []byte) ([]byte, error) {
 func (ss *session) rowDescription(m []byte) ([]byte, error) {
 	c := ss.cloak
 	var rd pgproto3.RowDescription
-	if err := rd.Decode(m[headerLen:]); err != nil {
-		return nil, &protocolError{"invalid RowDescription from server"}
+	if err := rd.Decode(m[wire.HeaderLen:]); err != nil {
+		return nil, wire.Protocol("invalid RowDescription from server")
 	}
 	c.mu.Lock()
 	head := c.q.peek()
@@ -332,7 +258,7 @@ func (ss *session) rowDescription(m []byte) ([]byte, error) {
 	}
 	c.mu.Unlock()
 	plan := &rowPlan{fields: make([]fieldPlan, len(rd.Fields))}
-	p := ss.srv.protection.Load()
+	p := ss.prot.protection.Load()
 	refreshed := false
 	for i := range rd.Fields {
 		f := &rd.Fields[i]
@@ -342,10 +268,10 @@ func (ss *session) rowDescription(m []byte) ([]byte, error) {
 			// (created, or created again, since): read it again before
 			// deciding that this bytea column is not protected.
 			ctx, cancel := context.WithTimeout(context.Background(), unknownRelationRefresh)
-			ss.srv.RefreshCatalog(ctx)
+			ss.prot.RefreshCatalog(ctx)
 			cancel()
 			refreshed = true
-			p = ss.srv.protection.Load()
+			p = ss.prot.protection.Load()
 			col = p.lookup(f.TableOID, f.TableAttributeNumber)
 			if col == nil {
 				p.markUnprotected(f.TableOID)
@@ -356,7 +282,7 @@ func (ss *session) rowDescription(m []byte) ([]byte, error) {
 			fp.scan, plan.scan = true, true
 		}
 		if describesPortal {
-			fp.format = formatCode(clientFormats, i)
+			fp.format = wire.FormatCode(clientFormats, i)
 		}
 		plan.fields[i] = fp
 		f.Format = fp.format
@@ -422,8 +348,8 @@ func (ss *session) parameterDescription(m []byte) ([]byte, error) {
 		return m, nil
 	}
 	var pd pgproto3.ParameterDescription
-	if err := pd.Decode(m[headerLen:]); err != nil {
-		return nil, &protocolError{"invalid ParameterDescription from server"}
+	if err := pd.Decode(m[wire.HeaderLen:]); err != nil {
+		return nil, wire.Protocol("invalid ParameterDescription from server")
 	}
 	for i, col := range st.params {
 		if col == nil || i >= len(pd.ParameterOIDs) {
@@ -438,43 +364,40 @@ func (ss *session) parameterDescription(m []byte) ([]byte, error) {
 	return pd.Encode(nil)
 }
 
-// parameterStatus follows the settings that shape text values.
+// parameterStatus follows the settings the server reports.
 func (ss *session) parameterStatus(m []byte) {
 	var ps pgproto3.ParameterStatus
-	if ps.Decode(m[headerLen:]) != nil {
+	if ps.Decode(m[wire.HeaderLen:]) != nil {
 		return
 	}
-	if ps.Name == "standard_conforming_strings" {
-		ss.cloak.nonStandardStrings.Store(ps.Value != "on")
-	}
-	ss.cloak.setParameter(ps.Name, ps.Value)
+	ss.observeParameter(ps.Name, ps.Value)
 }
 
 // decryptRow rebuilds a DataRow with protected values decrypted and encoded
 // in the format the client asked for.
 func (ss *session) decryptRow(plan *rowPlan, m []byte) ([]byte, error) {
 	c := ss.cloak
-	body := m[headerLen:]
+	body := m[wire.HeaderLen:]
 	if len(body) < 2 {
-		return nil, &protocolError{"invalid DataRow from server"}
+		return nil, wire.Protocol("invalid DataRow from server")
 	}
 	if plan.unreadable {
 		for i, f := range plan.fields {
 			if f.col == nil && f.format != f.srvFormat {
-				return nil, &cloakError{code: "XX000", msg: fmt.Sprintf("result column %d: pgcloak asked the server for it in binary, taking it for a protected column, and it is not one (a pgcloak bug: please report the statement)", i+1)}
+				return nil, &pgerr.Error{Code: pgerrcode.InternalError, Message: fmt.Sprintf("result column %d: pgcloak asked the server for it in binary, taking it for a protected column, and it is not one (a pgcloak bug: please report the statement)", i+1)}
 			}
 		}
 	}
 	nf := int(binary.BigEndian.Uint16(body))
 	if nf != len(plan.fields) {
-		return nil, &protocolError{"DataRow does not match its RowDescription"}
+		return nil, wire.Protocol("DataRow does not match its RowDescription")
 	}
 	out := append(c.rowScratch[:0], 'D', 0, 0, 0, 0, body[0], body[1])
 	i := 2
-	sess := c.fmt.Load()
+	sess := &c.fmtCommitted
 	for k := range nf {
 		if i+4 > len(body) {
-			return nil, &protocolError{"invalid DataRow from server"}
+			return nil, wire.Protocol("invalid DataRow from server")
 		}
 		l := int(int32(binary.BigEndian.Uint32(body[i:])))
 		i += 4
@@ -483,7 +406,7 @@ func (ss *session) decryptRow(plan *rowPlan, m []byte) ([]byte, error) {
 			continue
 		}
 		if i+l > len(body) {
-			return nil, &protocolError{"invalid DataRow from server"}
+			return nil, wire.Protocol("invalid DataRow from server")
 		}
 		v := body[i : i+l]
 		i += l
@@ -536,7 +459,7 @@ func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
 			// Another instance may have rotated: look for new versions once.
 			// When that fails the reason (Vault unreachable, say) is what
 			// the client and the DBA need to read.
-			rerr := ss.srv.protection.Load().reload()
+			rerr := ss.prot.protection.Load().reload()
 			plain, err = f.col.keyring.Decrypt(c.serverPlain[:0], raw, f.col.id)
 			if err != nil && rerr != nil {
 				err = fmt.Errorf("%w; loading new key versions failed: %v", err, rerr)
@@ -608,18 +531,18 @@ const unknownRelationRefresh = 3 * time.Second
 // relation pgcloak does not know returned a protected value, and handing its
 // ciphertext to the application as bytea would be a silent wrong answer.
 func scanRow(plan *rowPlan, m []byte) error {
-	body := m[headerLen:]
+	body := m[wire.HeaderLen:]
 	if len(body) < 2 {
-		return &protocolError{"invalid DataRow from server"}
+		return wire.Protocol("invalid DataRow from server")
 	}
 	nf := int(binary.BigEndian.Uint16(body))
 	if nf != len(plan.fields) {
-		return &protocolError{"DataRow does not match its RowDescription"}
+		return wire.Protocol("DataRow does not match its RowDescription")
 	}
 	i := 2
 	for k := range nf {
 		if i+4 > len(body) {
-			return &protocolError{"invalid DataRow from server"}
+			return wire.Protocol("invalid DataRow from server")
 		}
 		l := int(int32(binary.BigEndian.Uint32(body[i:])))
 		i += 4
@@ -627,7 +550,7 @@ func scanRow(plan *rowPlan, m []byte) error {
 			continue
 		}
 		if i+l > len(body) {
-			return &protocolError{"invalid DataRow from server"}
+			return wire.Protocol("invalid DataRow from server")
 		}
 		if f := plan.fields[k]; f.scan && looksLikeCiphertext(body[i:i+l], f.srvFormat) {
 			return unattributedError(k)
@@ -656,7 +579,7 @@ func looksLikeCiphertext(v []byte, format int16) bool {
 }
 
 func unattributedError(field int) error {
-	return &cloakError{code: "0A000", msg: fmt.Sprintf("result column %d holds pgcloak ciphertext that pgcloak cannot attribute to a protected column "+
+	return &pgerr.Error{Code: pgerrcode.FeatureNotSupported, Message: fmt.Sprintf("result column %d holds pgcloak ciphertext that pgcloak cannot attribute to a protected column "+
 		"(it comes from a function, an expression or a relation pgcloak does not know), so it cannot be decrypted and is not passed on as data; "+
 		"select the protected column from its table, or from a view that selects it plainly", field+1)}
 }

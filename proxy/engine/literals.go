@@ -1,7 +1,6 @@
-package proxy
+package engine
 
 import (
-	"regexp"
 	"strings"
 
 	"github.com/pgcloak/pgcloak/proxy/values"
@@ -34,7 +33,7 @@ var numericType, _ = values.Lookup("numeric")
 // text the column's type then reads: integers rounded half away from zero,
 // everything else numeric's own text (-0.0 is 0.0, 1e3 is 1000).
 func (ss *session) numericLiteral(col *column, v []byte) ([]byte, error) {
-	num, err := numericType.Canonical(nil, 0, v, ss.cloak.fmt.Load())
+	num, err := numericType.Canonical(nil, 0, v, &ss.cloak.fmtClient)
 	if err != nil {
 		return nil, columnValueError(col, err)
 	}
@@ -72,33 +71,4 @@ func roundNumeric(n []byte) []byte {
 		out = "-" + out
 	}
 	return []byte(out)
-}
-
-// Settings that shape how values look but that PostgreSQL does not report
-// in ParameterStatus: pgcloak follows them from the startup message and
-// from SET/RESET statements it relays.
-var (
-	unreportedSettings = []string{"extra_float_digits", "bytea_output"}
-	setSettingRE       = regexp.MustCompile(`(?i)\b(?:set\s+(?:session\s+|local\s+)?(extra_float_digits|bytea_output)\s*(?:=|to)\s*'?([-+\w]+)'?|reset\s+(extra_float_digits|bytea_output|all))\b`)
-)
-
-// trackSettings applies SET/RESET of the unreported settings in sql.
-func (ss *session) trackSettings(sql string) {
-	if !strings.Contains(strings.ToLower(sql), "extra_float_digits") && !strings.Contains(strings.ToLower(sql), "bytea_output") &&
-		!strings.Contains(strings.ToLower(sql), "reset") {
-		return
-	}
-	c := ss.cloak
-	for _, m := range setSettingRE.FindAllStringSubmatch(sql, -1) {
-		switch {
-		case m[1] != "":
-			c.setParameter(m[1], m[2])
-		case strings.EqualFold(m[3], "all"):
-			for _, name := range unreportedSettings {
-				c.setParameter(name, c.startupSettings[name])
-			}
-		case m[3] != "":
-			c.setParameter(m[3], c.startupSettings[strings.ToLower(m[3])])
-		}
-	}
 }

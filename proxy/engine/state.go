@@ -1,8 +1,7 @@
-package proxy
+package engine
 
 import (
 	"sync"
-	"sync/atomic"
 
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
 	"github.com/pgcloak/pgcloak/proxy/values"
@@ -52,8 +51,23 @@ type pending struct {
 	// swallow marks a Describe that pgcloak injected: its answer is not
 	// forwarded to the client.
 	swallow bool
-	// copy is the COPY of a protected table that a Query runs.
+	// copy is the COPY of a protected table that a Query or Execute runs.
 	copy *copyState
+
+	// group is the client group (messages up to a Sync, or a Query) the
+	// request belongs to.
+	group uint64
+	// changes are the prepared statements the request defines or removes
+	// once the server confirms it.
+	changes []stmtChange
+	// effects are the session-state changes of each statement of a Query
+	// (or of an executed portal's statement), applied at its
+	// CommandComplete; next is the statement whose answer comes next.
+	effects [][]sqlplan.Effect
+	next    int
+	// settingsGroup: this Sync or Query closes a group that changes
+	// settings (see cloak.settingsInflight).
+	settingsGroup bool
 }
 
 // statement is a prepared statement as pgcloak tracks it.
@@ -78,6 +92,21 @@ type statement struct {
 	describeRequested bool
 	// refused: pgcloak replaced its Parse with one bound to fail.
 	refused bool
+	// sql is the statement's text and planKey the settings it was planned
+	// under: PostgreSQL plans a prepared statement again when search_path
+	// changes, and so does pgcloak (see planFor).
+	sql     string
+	planKey string
+	// effects are the session-state changes the statement makes each time
+	// it runs (a prepared SET, PREPARE, BEGIN …); changes the prepared
+	// statements it defines or removes.
+	effects []sqlplan.Effect
+	changes []stmtChange
+	// prepared: made by SQL PREPARE (sql is the PREPARE statement).
+	prepared bool
+	// copyPlan is the COPY of a protected table the statement runs
+	// (through Parse/Bind/Execute).
+	copyPlan *sqlplan.Copy
 }
 
 // portal is a bound statement.
@@ -103,6 +132,9 @@ type queue struct {
 
 func (q *queue) push(p pending) { q.items = append(q.items, p) }
 
+// last is the entry pushed last.
+func (q *queue) last() *pending { return &q.items[len(q.items)-1] }
+
 func (q *queue) peek() *pending {
 	if q.head == len(q.items) {
 		return nil
@@ -125,38 +157,45 @@ func (q *queue) pop() pending {
 }
 
 // cloak is the per-session state of the encryption layer.
+//
+// mu guards the request queue, the committed session state (settings,
+// stmts, fmtCommitted, version, settingsInflight) and the portals; the
+// fields marked "client loop" or "server loop" belong to that loop alone.
 type cloak struct {
+	// p is the protection statements are planned with (client loop).
 	p *Protection
 
 	mu      sync.Mutex
 	q       queue
-	stmts   map[string]*statement
 	portals map[string]*portal
+	// answered is signalled (under mu) each time the server has answered
+	// a group (ReadyForQuery), and when the session ends (closed).
+	answered sync.Cond
+	closed   bool
 
-	// sqlStmts are statements prepared with SQL-level PREPARE, by name; only
-	// the client loop touches them.
-	sqlStmts map[string]*sqlplan.Statement
-	// searchPath is the session's search_path as tracked from startup
-	// options and SET; only the client loop touches it. startupPath is
-	// what RESET returns to; pathKey prefixes plan-cache keys.
-	searchPath, startupPath []string
-	pathKey                 string
+	// The committed session state, as the server confirmed it (see
+	// follow.go): settings with their transaction levels, the prepared
+	// statements by name (protocol Parse and SQL PREPARE share the
+	// namespace), and the value formats the settings give (the server
+	// loop, which writes it, encodes rows with it). version is
+	// bumped at every change; settingsInflight counts the groups with
+	// settings changes that are not answered yet.
+	settings         *sqlplan.Settings
+	stmts            map[string]*statement
+	fmtCommitted     values.Session
+	version          uint64
+	settingsInflight int
 
-	// fmt holds the session settings that shape text values (DateStyle,
-	// TimeZone, …), updated from ParameterStatus (server loop) and from
-	// SET of unreported settings (client loop), read by both; fmtMu
-	// serializes the writers.
-	fmt   atomic.Pointer[values.Session]
-	fmtMu sync.Mutex
-	// nonStandardStrings is set while the server reports
-	// standard_conforming_strings off (a role or database default, startup
-	// options, a function calling set_config): backslashes in plain string
-	// literals are escapes then, and pgcloak's SQL parser reads them as
-	// with the setting on. Server loop writes, client loop reads.
-	nonStandardStrings atomic.Bool
-	// startupSettings are the unreported settings as the startup message
-	// set them ("" = server default), which RESET returns to.
-	startupSettings map[string]string
+	// The client loop's view: committed state plus the changes of the group
+	// being sent (view, fmtClient; viewVersion is the version they were
+	// taken at). group counts the groups the client has closed; groupOpen
+	// and groupSettings describe the one being sent.
+	view          *sqlplan.Settings
+	fmtClient     values.Session
+	viewVersion   uint64
+	group         uint64
+	groupOpen     bool
+	groupSettings bool
 
 	// dropCopy: a Query was refused; COPY data that follows it is dropped
 	// until the next other message. Client loop only.
@@ -189,43 +228,16 @@ type cloak struct {
 	serverPlain   []byte // decrypted plaintext
 }
 
-// defaultSettings are PostgreSQL's defaults of the unreported settings.
-var defaultSettings = map[string]string{"extra_float_digits": "1", "bytea_output": "hex"}
-
-func newCloak(p *Protection, searchPath []string, settings map[string]string) *cloak {
+// newCloak returns the state of a new session of user with protection p.
+func newCloak(p *Protection, user string) *cloak {
 	c := &cloak{
-		startupSettings: settings,
-		p:               p,
-		stmts:           make(map[string]*statement),
-		portals:         make(map[string]*portal),
-		sqlStmts:        make(map[string]*sqlplan.Statement),
-		startupPath:     searchPath,
+		p:        p,
+		stmts:    make(map[string]*statement),
+		portals:  make(map[string]*portal),
+		settings: sqlplan.NewSettings(nil),
 	}
-	c.setSearchPath(searchPath)
-	c.fmt.Store(&values.Session{})
-	for name, v := range settings {
-		c.setParameter(name, v)
-	}
+	c.answered.L = &c.mu
+	c.settings.User = user
+	c.view = c.settings.Clone()
 	return c
-}
-
-// setParameter applies a ParameterStatus to the session's value formatting.
-// The Session is replaced, never changed in place: the client loop may be
-// using the current one.
-func (c *cloak) setParameter(name, value string) {
-	c.fmtMu.Lock()
-	defer c.fmtMu.Unlock()
-	if value == "" {
-		value = defaultSettings[name]
-	}
-	next := *c.fmt.Load()
-	if err := next.Set(name, value); err != nil {
-		return // values fail closed on an unusable setting (e.g. TimeZone)
-	}
-	c.fmt.Store(&next)
-}
-
-func (c *cloak) setSearchPath(path []string) {
-	c.searchPath = path
-	c.pathKey = pathKey(path)
 }

@@ -1,4 +1,4 @@
-package proxy
+package engine
 
 import (
 	"context"
@@ -40,7 +40,7 @@ type CatalogSource struct {
 	Every time.Duration
 }
 
-// catalogWatch is the Server's side of the refresh: sessions ask for one
+// catalogWatch is the Protector's side of the refresh: sessions ask for one
 // and may wait for it.
 type catalogWatch struct {
 	mu      sync.Mutex
@@ -52,13 +52,13 @@ type catalogWatch struct {
 // minRefreshGap bounds how often asked-for refreshes run.
 const minRefreshGap = 50 * time.Millisecond
 
-// WatchCatalog loads the protection from the catalog, makes the server
+// WatchCatalog loads the protection from the catalog, makes the protector
 // ready with it (sessions to the protected database stay refused while it
 // has blocking problems: see Ready), calls loaded (if not nil), and keeps
 // the protection in step until ctx ends; it returns nil then. The first
 // load's error is returned at once (the caller decides whether to retry);
 // later errors are logged and the last good protection stays in force.
-func (s *Server) WatchCatalog(ctx context.Context, src CatalogSource, loaded func()) error {
+func (s *Protector) WatchCatalog(ctx context.Context, src CatalogSource, loaded func()) error {
 	w := &s.catalog
 	w.mu.Lock()
 	w.running = true
@@ -99,7 +99,7 @@ func (s *Server) WatchCatalog(ctx context.Context, src CatalogSource, loaded fun
 		return err
 	}
 	s.installProtection(p, nil)
-	s.notReady.Store(nil)
+	s.loading.Store(nil)
 	if loaded != nil {
 		loaded()
 	}
@@ -141,7 +141,7 @@ func (s *Server) WatchCatalog(ctx context.Context, src CatalogSource, loaded fun
 
 // installProtection makes p the protection of new statements and logs what
 // changed since old.
-func (s *Server) installProtection(p, old *Protection) {
+func (s *Protector) installProtection(p, old *Protection) {
 	s.protection.Store(p)
 	was := map[string]bool{}
 	if old != nil {
@@ -173,22 +173,9 @@ func (s *Server) installProtection(p, old *Protection) {
 	}
 }
 
-// requestCatalogRefresh asks for a refresh soon, without waiting.
-func (s *Server) requestCatalogRefresh() {
-	w := &s.catalog
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.running {
-		select {
-		case w.kick <- struct{}{}:
-		default:
-		}
-	}
-}
-
 // RefreshCatalog asks for a refresh and waits until one that started after
 // the request has finished (or ctx ends, or nothing watches the catalog).
-func (s *Server) RefreshCatalog(ctx context.Context) {
+func (s *Protector) RefreshCatalog(ctx context.Context) {
 	w := &s.catalog
 	w.mu.Lock()
 	if !w.running {
@@ -215,13 +202,13 @@ func (w *catalogWatch) wakeLocked() {
 	w.waiters = nil
 }
 
-// Protecting reports whether protected columns have been loaded (the server
-// may still be not ready: see Ready).
-func (s *Server) Protecting() bool { return s.protection.Load() != nil }
+// Protecting reports whether protected columns have been loaded (the
+// protector may still be not ready: see Ready).
+func (s *Protector) Protecting() bool { return s.protection.Load() != nil }
 
 // Keys returns the keyrings protected columns are encrypted with (nil
 // before they are loaded).
-func (s *Server) Keys() crypto.Keyrings {
+func (s *Protector) Keys() crypto.Keyrings {
 	if p := s.protection.Load(); p != nil {
 		return p.keys
 	}

@@ -1,10 +1,8 @@
-package proxy
+package engine
 
 import (
 	"slices"
 	"testing"
-
-	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // TestServerResultFormats: protected columns are asked for in binary, the
@@ -39,28 +37,6 @@ func TestServerResultFormats(t *testing.T) {
 	p := rp.withFormats([]int16{0}, []int16{0, 1, 0})
 	if f := p.fields[1]; f.format != 0 || f.srvFormat != 1 {
 		t.Errorf("protected field: client %d server %d", f.format, f.srvFormat)
-	}
-}
-
-// TestWithResultFormats: the rewritten Bind carries everything of the
-// client's but the result formats.
-func TestWithResultFormats(t *testing.T) {
-	in := pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "s", ParameterFormatCodes: []int16{1},
-		Parameters: [][]byte{[]byte("x"), nil}, ResultFormatCodes: []int16{0}}
-	m, _ := in.Encode(nil)
-	_, _, formats, at, err := scanBind(m[headerLen:])
-	if err != nil || !slices.Equal(formats, []int16{0}) {
-		t.Fatalf("scanBind: %v %v", formats, err)
-	}
-	out := withResultFormats(nil, m, at, []int16{0, 1, 0})
-	var got pgproto3.Bind
-	if err := got.Decode(out[headerLen:]); err != nil {
-		t.Fatal(err)
-	}
-	in.ResultFormatCodes = []int16{0, 1, 0}
-	want, _ := in.Encode(nil)
-	if string(out) != string(want) {
-		t.Errorf("rewritten Bind\n %q\nwant\n %q", out, want)
 	}
 }
 

@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"bufio"
@@ -11,28 +11,23 @@ import (
 )
 
 // msg builds one protocol message: type byte, int32 length, body.
-func msg(typ byte, body string) []byte {
-	b := []byte{typ, 0, 0, 0, 0}
-	putUint32(b[1:], uint32(4+len(body)))
-	return append(b, body...)
-}
 
-// relayAll reads messages from in with a frameReader and forwards them all
+// relayAll reads messages from in with a Reader and forwards them all
 // to a buffer, as the relay loops do.
 func relayAll(t *testing.T, in io.Reader, bufSize, maxBody int) ([]byte, []byte, error) {
 	t.Helper()
 	var out bytes.Buffer
 	w := bufio.NewWriterSize(&out, 64)
-	f := newFrameReader(in, w, bufSize)
+	f := NewReader(in, w, bufSize)
 	var types []byte
 	for {
-		typ, n, err := f.header(maxBody)
+		typ, n, err := f.Header(maxBody)
 		if err != nil {
 			w.Flush()
 			return out.Bytes(), types, err
 		}
 		types = append(types, typ)
-		if err := f.forward(w, n); err != nil {
+		if err := f.Forward(w, n); err != nil {
 			w.Flush()
 			return out.Bytes(), types, err
 		}
@@ -77,11 +72,11 @@ func TestFrameReaderErrors(t *testing.T) {
 		in    []byte
 		check func(error) bool
 	}{
-		{"length below 4", []byte{'Q', 0, 0, 0, 3}, func(err error) bool { var pe *protocolError; return errors.As(err, &pe) }},
-		{"negative length", []byte{'Q', 0x80, 0, 0, 0}, func(err error) bool { var pe *protocolError; return errors.As(err, &pe) }},
+		{"length below 4", []byte{'Q', 0, 0, 0, 3}, func(err error) bool { var pe *ProtocolError; return errors.As(err, &pe) }},
+		{"negative length", []byte{'Q', 0x80, 0, 0, 0}, func(err error) bool { var pe *ProtocolError; return errors.As(err, &pe) }},
 		{"2 GiB length", []byte{'Q', 0x7f, 0xff, 0xff, 0xff}, func(err error) bool {
-			var tl *messageTooLargeError
-			return errors.As(err, &tl) && tl.size == 0x7fffffff-4 && tl.typ == 'Q'
+			var tl *MessageTooLargeError
+			return errors.As(err, &tl) && tl.Size == 0x7fffffff-4 && tl.Type == 'Q'
 		}},
 		{"cut header", []byte{'Q', 0, 0}, func(err error) bool { return err == io.ErrUnexpectedEOF }},
 		{"cut body", append(msg('Q', "SELECT 1"), msg('Q', "SELECT 2")[:8]...), func(err error) bool { return err == io.ErrUnexpectedEOF }},
@@ -102,16 +97,16 @@ func TestFrameReaderFlushesBeforeBlocking(t *testing.T) {
 	var out syncBuffer // written by the goroutine that blocks in header
 	w := bufio.NewWriterSize(&out, 4096)
 	pr, pw := io.Pipe()
-	f := newFrameReader(pr, w, 4096)
+	f := NewReader(pr, w, 4096)
 	go func() {
 		pw.Write(append(msg('Q', "a\x00"), msg('Q', "b\x00")...))
 	}()
 	for range 2 {
-		_, n, err := f.header(1 << 20)
+		_, n, err := f.Header(1 << 20)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := f.forward(w, n); err != nil {
+		if err := f.Forward(w, n); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -120,7 +115,7 @@ func TestFrameReaderFlushesBeforeBlocking(t *testing.T) {
 	}
 	// The next header needs a read that blocks: the two messages go out first.
 	done := make(chan struct{})
-	go func() { f.header(1 << 20); close(done) }()
+	go func() { f.Header(1 << 20); close(done) }()
 	for out.Len() == 0 {
 		select {
 		case <-done:
@@ -158,51 +153,13 @@ func TestLargeMessage(t *testing.T) {
 	m := msg('B', string(bytes.Repeat([]byte("y"), 300)))
 	var out bytes.Buffer
 	w := bufio.NewWriter(&out)
-	f := newFrameReader(iotest.HalfReader(bytes.NewReader(m)), w, 64)
-	_, n, err := f.header(1 << 20)
-	if err != nil || f.fits(n) {
-		t.Fatalf("header: n=%d fits=%v err=%v", n, f.fits(n), err)
+	f := NewReader(iotest.HalfReader(bytes.NewReader(m)), w, 64)
+	_, n, err := f.Header(1 << 20)
+	if err != nil || f.Fits(n) {
+		t.Fatalf("header: n=%d fits=%v err=%v", n, f.Fits(n), err)
 	}
-	got, err := f.largeMessage(nil, n)
+	got, err := f.LargeMessage(nil, n)
 	if err != nil || !bytes.Equal(got, m) {
 		t.Fatalf("largeMessage = %q, %v", got, err)
 	}
-}
-
-func TestWithoutChannelBinding(t *testing.T) {
-	in := msg('R', "\x00\x00\x00\x0aSCRAM-SHA-256-PLUS\x00SCRAM-SHA-256\x00\x00")
-	want := msg('R', "\x00\x00\x00\x0aSCRAM-SHA-256\x00\x00")
-	if got := withoutChannelBinding(in); !bytes.Equal(got, want) {
-		t.Fatalf("got %q, want %q", got, want)
-	}
-	plain := msg('R', "\x00\x00\x00\x0aSCRAM-SHA-256\x00\x00")
-	if got := withoutChannelBinding(plain); !bytes.Equal(got, plain) {
-		t.Fatalf("a list without PLUS changed: %q", got)
-	}
-}
-
-func TestParseStartupParams(t *testing.T) {
-	pkt := startupPacket(t, "user", "alice", "options", "-c search_path=x", "application_name", "app")
-	p, err := parseStartupParams(pkt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.user != "alice" || p.database != "alice" || p.application != "app" {
-		t.Fatalf("got %+v", p)
-	}
-	bad := append([]byte(nil), pkt[:len(pkt)-1]...) // no final terminator
-	if _, err := parseStartupParams(bad); err == nil {
-		t.Fatal("accepted a packet without its terminator")
-	}
-}
-
-func startupPacket(t testing.TB, kv ...string) []byte {
-	t.Helper()
-	b := []byte{0, 0, 0, 0, 0, 3, 0, 0}
-	for _, s := range kv {
-		b = append(append(b, s...), 0)
-	}
-	b = append(b, 0)
-	putUint32(b, uint32(len(b)))
-	return b
 }

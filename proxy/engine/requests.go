@@ -1,20 +1,22 @@
-package proxy
+package engine
 
 import (
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
 	"github.com/pgcloak/pgcloak/proxy/catalog"
 	"github.com/pgcloak/pgcloak/proxy/copyfmt"
+	"github.com/pgcloak/pgcloak/proxy/pgerr"
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
 	"github.com/pgcloak/pgcloak/proxy/values"
+	"github.com/pgcloak/pgcloak/proxy/wire"
 )
 
 // refusedSQL replaces a refused statement: it cannot parse, so PostgreSQL
@@ -27,92 +29,13 @@ const refusedSQL = "pgcloak refused this statement"
 // NUL-free control character), so a Bind to it fails.
 const refusedStmt = "\x01pgcloak refused"
 
-// clientLoopCloaked relays client messages to the server, applying the
-// encryption layer to the messages that can carry protected values.
-func (ss *session) clientLoopCloaked() error {
-	r := ss.fromClient
-	c := ss.cloak
-	for {
-		typ, n, err := r.header(ss.srv.maxBody)
-		if err != nil {
-			ss.reportClientError(err)
-			ss.abandonCopy()
-			return err
-		}
-		if c.describeNext != nil && typ != 'D' {
-			if err := ss.describeParsed(); err != nil {
-				return err
-			}
-		}
-		switch typ {
-		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'F':
-		case 'X':
-			if err := r.forward(ss.toServer, n); err != nil {
-				return err
-			}
-			_ = ss.toServer.Flush()
-			return nil
-		case 'd', 'c', 'f':
-			if c.copyIn != nil {
-				m, err := ss.readClientMessage(n)
-				if err != nil {
-					ss.abandonCopy()
-					return err
-				}
-				if err := ss.copyData(typ, m); err != nil {
-					return err
-				}
-				continue
-			}
-			if c.dropCopy {
-				// COPY data behind a refused Query (pgx sends it without
-				// waiting for CopyInResponse): it must not reach the server.
-				if err := r.discard(n); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := r.forward(ss.toServer, n); err != nil {
-				return err
-			}
-			continue
-		default:
-			// Flush, password messages: nothing to track or transform.
-			if err := r.forward(ss.toServer, n); err != nil {
-				return err
-			}
-			continue
-		}
-		c.dropCopy = false
-		ss.busy.Store(true)
-		// A catalog refresh may have made a new protection: statements
-		// are planned against the newest (the client loop owns c.p).
-		if p := ss.srv.protection.Load(); p != nil {
-			c.p = p
-		}
-		var m []byte
-		if r.fits(n) {
-			m, err = r.message(n)
-		} else {
-			m, err = r.largeMessage(c.clientScratch[:0], n)
-			c.clientScratch = m
-		}
-		if err != nil {
-			return err
-		}
-		if err := ss.clientMessage(typ, m); err != nil {
-			return err
-		}
-		if cap(c.clientScratch) > 1<<20 {
-			c.clientScratch = nil // do not keep a huge message's buffer
-		}
-	}
-}
-
 // clientMessage handles one whole client message m (header included).
 func (ss *session) clientMessage(typ byte, m []byte) error {
 	c := ss.cloak
-	body := m[headerLen:]
+	if err := ss.startGroup(); err != nil {
+		return err
+	}
+	body := m[wire.HeaderLen:]
 	switch typ {
 	case 'Q':
 		return ss.query(m)
@@ -122,9 +45,9 @@ func (ss *session) clientMessage(typ byte, m []byte) error {
 		return ss.bind(m)
 	case 'D':
 		if len(body) < 2 {
-			return &protocolError{"invalid Describe message"}
+			return wire.Protocol("invalid Describe message")
 		}
-		name := cstring(body[1:])
+		name := wire.CString(body[1:])
 		if next := c.describeNext; next != nil {
 			if body[0] == 'S' && name == next.name {
 				c.describeNext = nil // the client asks itself
@@ -132,61 +55,102 @@ func (ss *session) clientMessage(typ byte, m []byte) error {
 				return err
 			}
 		}
-		c.mu.Lock()
 		if body[0] == 'S' {
-			c.mu.Unlock()
-			st := c.statement(name)
+			st, err := ss.lookupStatement(name)
+			if err != nil {
+				return err
+			}
 			c.mu.Lock()
 			if st != nil {
 				st.describeRequested = true
 			}
-			c.q.push(pending{kind: pDescribeStmt, stmt: st})
+			c.q.push(pending{kind: pDescribeStmt, stmt: st, group: c.group})
+			c.mu.Unlock()
 		} else {
+			c.mu.Lock()
 			po := c.portals[name]
 			if po != nil {
 				po.describeRequested = true
 			}
-			c.q.push(pending{kind: pDescribePortal, portal: po})
-		}
-		c.mu.Unlock()
-	case 'E':
-		name := cstring(body)
-		c.mu.Lock()
-		po := c.portals[name]
-		if po != nil && !po.describeRequested && (po.stmt == nil || !po.stmt.describeRequested) {
-			// The client never asked what the rows look like, but pgcloak
-			// must know to decrypt them: ask, and keep the answer.
-			po.describeRequested = true
-			c.q.push(pending{kind: pDescribePortal, portal: po, swallow: true})
+			c.q.push(pending{kind: pDescribePortal, portal: po, group: c.group})
 			c.mu.Unlock()
-			if _, err := ss.toServer.Write(describeMessage(c.inject(), 'P', name)); err != nil {
-				return err
-			}
-			c.mu.Lock()
 		}
-		c.q.push(pending{kind: pExecute, portal: po})
-		c.mu.Unlock()
+	case 'E':
+		return ss.execute(m)
 	case 'C':
 		if len(body) < 2 {
-			return &protocolError{"invalid Close message"}
+			return wire.Protocol("invalid Close message")
 		}
-		name := cstring(body[1:])
+		name := wire.CString(body[1:])
 		c.mu.Lock()
+		e := pending{kind: pClose, group: c.group}
 		if body[0] == 'S' {
-			delete(c.stmts, name)
+			// The statement is gone once the server says so.
+			e.changes = []stmtChange{{name: name}}
 		} else {
 			delete(c.portals, name)
 		}
-		c.q.push(pending{kind: pClose})
+		c.q.push(e)
 		c.mu.Unlock()
 	case 'S':
 		c.mu.Lock()
-		c.q.push(pending{kind: pSync})
+		c.q.push(pending{kind: pSync, group: c.group})
+		ss.endGroupLocked(c.q.last())
 		c.mu.Unlock()
 	case 'F':
+		// A FunctionCall is answered up to ReadyForQuery, like a Query.
 		c.mu.Lock()
-		c.q.push(pending{kind: pSimple})
+		c.q.push(pending{kind: pSimple, group: c.group})
+		ss.endGroupLocked(c.q.last())
 		c.mu.Unlock()
+	}
+	_, err := ss.toServer.Write(m)
+	return err
+}
+
+// execute handles an Execute: the rows of its portal are planned from the
+// portal's description, its statement's session-state changes are applied
+// in the client's view, and a COPY of a protected table starts its data
+// rewriting, as for a simple Query.
+func (ss *session) execute(m []byte) error {
+	c := ss.cloak
+	name := wire.CString(m[wire.HeaderLen:])
+	c.mu.Lock()
+	po := c.portals[name]
+	if po != nil && !po.describeRequested && (po.stmt == nil || !po.stmt.describeRequested) && po.stmt.copyPlan == nil {
+		// The client never asked what the rows look like, but pgcloak
+		// must know to decrypt them: ask, and keep the answer.
+		po.describeRequested = true
+		c.q.push(pending{kind: pDescribePortal, portal: po, swallow: true, group: c.group})
+		c.mu.Unlock()
+		if _, err := ss.toServer.Write(wire.AppendDescribe(c.inject(), 'P', name)); err != nil {
+			return err
+		}
+		c.mu.Lock()
+	}
+	e := pending{kind: pExecute, portal: po, group: c.group}
+	var cp *copyState
+	if po != nil && po.stmt != nil {
+		st := po.stmt
+		if len(st.effects) > 0 || len(st.changes) > 0 {
+			e.effects, e.changes = [][]sqlplan.Effect{st.effects}, st.changes
+		}
+		if st.copyPlan != nil {
+			var err error
+			if cp, err = ss.newCopy(st.copyPlan); err != nil {
+				c.mu.Unlock()
+				return err
+			}
+			e.copy = cp
+		}
+	}
+	c.q.push(e)
+	c.mu.Unlock()
+	if po != nil && po.stmt != nil {
+		ss.applyView(po.stmt.effects)
+	}
+	if cp != nil && cp.plan.From {
+		c.copyIn = cp
 	}
 	_, err := ss.toServer.Write(m)
 	return err
@@ -204,53 +168,35 @@ func (ss *session) describeParsed() error {
 	st.describeRequested = true
 	c.q.push(pending{kind: pDescribeStmt, stmt: st, swallow: true})
 	c.mu.Unlock()
-	_, err := ss.toServer.Write(describeMessage(c.inject(), 'S', st.name))
+	_, err := ss.toServer.Write(wire.AppendDescribe(c.inject(), 'S', st.name))
 	return err
 }
 
 // inject returns the (emptied) buffer for a message pgcloak writes itself.
 func (c *cloak) inject() []byte { return c.injectScratch[:0] }
 
-func describeMessage(dst []byte, kind byte, name string) []byte {
-	dst = append(dst, 'D', 0, 0, 0, 0, kind)
-	dst = append(dst, name...)
-	dst = append(dst, 0)
-	binary.BigEndian.PutUint32(dst[1:], uint32(len(dst)-1))
-	return dst
-}
-
-// cstring returns the NUL-terminated string at the start of b.
-func cstring(b []byte) string {
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i])
-		}
-	}
-	return string(b)
-}
-
-// analyze runs the SQL analyzer with the session's search_path, through the
-// server-wide cache.
+// analyze runs the SQL analyzer with the client loop's view of the
+// settings, through the server-wide cache.
 func (ss *session) analyze(sql string) (*sqlplan.Analysis, error) {
 	c := ss.cloak
 	if !sqlplan.MayMatter(sql, c.p) {
 		return nil, nil
 	}
-	if c.nonStandardStrings.Load() && strings.IndexByte(sql, '\\') >= 0 {
+	if scs, ok := c.view.Get(sqlplan.StandardConformingStrings); ok && scs != "on" && strings.IndexByte(sql, '\\') >= 0 {
 		// Without a backslash a text lexes the same either way; with one,
 		// pgcloak could misread where a literal ends.
-		return nil, &sqlplan.Refusal{Code: sqlplan.CodeFeatureNotSupported, Op: "read the string literals of",
+		return nil, &sqlplan.Refusal{Code: pgerrcode.FeatureNotSupported, Op: "read the string literals of",
 			Column: "a statement on protected tables",
 			Reason: "standard_conforming_strings is off in this session and the text holds a backslash; pgcloak reads literals as with it on. Turn standard_conforming_strings on (SET standard_conforming_strings = on), or pass values as parameters"}
 	}
 	if len(sql) > planCacheMaxSQL {
-		return sqlplan.Analyze(sql, c.p, c.searchPath)
+		return sqlplan.Analyze(sql, c.p, c.view)
 	}
-	key := c.pathKey + sql
+	key := c.view.User + "\x00" + c.view.Key() + "\x01" + sql
 	if e, ok := c.p.plans.get(key); ok {
 		return e.a, e.err
 	}
-	a, err := sqlplan.Analyze(sql, c.p, c.searchPath)
+	a, err := sqlplan.Analyze(sql, c.p, c.view)
 	c.p.plans.put(key, planEntry{a, err})
 	return a, err
 }
@@ -265,53 +211,79 @@ func (ss *session) refuse(err error) error {
 	return err
 }
 
-// query handles a simple-protocol Query.
+// query handles a simple-protocol Query: one group on its own.
 func (ss *session) query(m []byte) error {
 	c := ss.cloak
-	sql := cstring(m[headerLen:])
-	ss.trackSettings(sql)
+	sql := wire.CString(m[wire.HeaderLen:])
 	a, err := ss.analyze(sql)
 	var out []byte
 	if err == nil {
 		out, err = ss.rewriteSQL(sql, a)
 	}
+	var cp *copyState
+	if err == nil && a != nil {
+		cp, err = ss.planCopy(a)
+	}
 	if err != nil {
 		if err = ss.refuse(err); err != nil {
 			c.mu.Lock()
-			c.q.push(pending{kind: pSimple, refusal: err})
+			c.q.push(pending{kind: pSimple, refusal: err, group: c.group})
+			ss.endGroupLocked(c.q.last())
 			c.mu.Unlock()
 			c.dropCopy = true
-			_, werr := ss.toServer.Write(queryMessage(c.inject(), refusedSQL))
+			_, werr := ss.toServer.Write(wire.AppendQuery(c.inject(), refusedSQL))
 			return werr
 		}
-		out = nil
+		out, cp = nil, nil
 	}
+	e := pending{kind: pSimple, copy: cp, group: c.group}
 	if a != nil {
-		ss.track(a)
-	}
-	var cp *copyState
-	if a != nil {
-		if cp, err = ss.planCopy(a); err != nil {
-			c.mu.Lock()
-			c.q.push(pending{kind: pSimple, refusal: err})
-			c.mu.Unlock()
-			c.dropCopy = true
-			_, werr := ss.toServer.Write(queryMessage(c.inject(), refusedSQL))
-			return werr
+		e.effects = make([][]sqlplan.Effect, len(a.Statements))
+		for i := range a.Statements {
+			st := &a.Statements[i]
+			e.effects[i] = st.Effects
+			e.changes = append(e.changes, ss.statementChanges(i, st.Effects)...)
+			ss.applyView(st.Effects)
 		}
 	}
 	if cp != nil && cp.plan.From {
 		c.copyIn = cp
 	}
 	c.mu.Lock()
-	c.q.push(pending{kind: pSimple, copy: cp})
+	c.q.push(e)
+	ss.endGroupLocked(c.q.last())
 	c.mu.Unlock()
 	if out == nil {
 		_, err = ss.toServer.Write(m)
 	} else {
-		_, err = ss.toServer.Write(queryMessage(nil, string(out)))
+		_, err = ss.toServer.Write(wire.AppendQuery(nil, string(out)))
 	}
 	return err
+}
+
+// statementChanges are the prepared-statement changes of statement i's
+// effects (SQL PREPARE, DEALLOCATE, DISCARD ALL).
+func (ss *session) statementChanges(i int, effects []sqlplan.Effect) []stmtChange {
+	var out []stmtChange
+	for _, e := range effects {
+		switch e.Kind {
+		case sqlplan.EffectPrepare:
+			out = append(out, stmtChange{stmtIndex: i, name: e.Name, st: ss.preparedStatement(e)})
+		case sqlplan.EffectDeallocate:
+			out = append(out, stmtChange{stmtIndex: i, name: e.Name})
+		case sqlplan.EffectDeallocateAll:
+			out = append(out, stmtChange{stmtIndex: i, all: true})
+		}
+	}
+	return out
+}
+
+// preparedStatement is the statement an SQL PREPARE defines.
+func (ss *session) preparedStatement(e sqlplan.Effect) *statement {
+	c := ss.cloak
+	st := &statement{name: e.Name, sql: e.Text, prepared: true, planKey: c.view.Key()}
+	st.planInner(e.Statement, c.p)
+	return st
 }
 
 // planCopy prepares the COPY of a protected table that a Query runs, if any.
@@ -329,24 +301,13 @@ func (ss *session) planCopy(a *sqlplan.Analysis) (*copyState, error) {
 		if err != nil {
 			var ce *copyfmt.Error
 			if errors.As(err, &ce) {
-				return nil, &cloakError{code: ce.Code, msg: ce.Message, hint: ce.Hint, plain: true}
+				return nil, &pgerr.Error{Code: ce.Code, Message: ce.Message, Hint: ce.Hint, Plain: true}
 			}
 			return nil, err
 		}
 		return st, nil
 	}
 	return nil, nil
-}
-
-// readClientMessage reads the whole client message whose header was read.
-func (ss *session) readClientMessage(n int) ([]byte, error) {
-	r, c := ss.fromClient, ss.cloak
-	if r.fits(n) {
-		return r.message(n)
-	}
-	m, err := r.largeMessage(c.clientScratch[:0], n)
-	c.clientScratch = m
-	return m, err
 }
 
 // abandonCopy aborts a COPY FROM whose client went away, so the server
@@ -359,39 +320,6 @@ func (ss *session) abandonCopy() {
 	ss.cloak.copyIn = nil
 }
 
-// track follows the session state a statement changes: search_path and
-// SQL-level prepared statements.
-func (ss *session) track(a *sqlplan.Analysis) {
-	c := ss.cloak
-	for i := range a.Statements {
-		st := &a.Statements[i]
-		// DISCARD ALL both resets search_path and deallocates.
-		if st.SearchPath != nil {
-			c.setSearchPath(expandSearchPath(st.SearchPath, false, ss.user))
-		} else if st.ResetSearchPath {
-			c.setSearchPath(c.startupPath)
-		}
-		if st.Prepare != nil {
-			c.sqlStmts[st.Prepare.Name] = st.Prepare.Statement
-		}
-		if d := st.Deallocate; d != nil {
-			if d.All {
-				clear(c.sqlStmts)
-			} else {
-				delete(c.sqlStmts, d.Name)
-			}
-		}
-	}
-}
-
-func queryMessage(dst []byte, sql string) []byte {
-	dst = append(dst, 'Q', 0, 0, 0, 0)
-	dst = append(dst, sql...)
-	dst = append(dst, 0)
-	binary.BigEndian.PutUint32(dst[1:], uint32(len(dst)-1))
-	return dst
-}
-
 // rewriteSQL replaces every literal the analysis maps to a protected column
 // with its ciphertext as a bytea literal. It returns nil when nothing changes.
 func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis) ([]byte, error) {
@@ -400,6 +328,9 @@ func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis) ([]byte, error) {
 	}
 	var out []byte
 	last := 0
+	// Statements that an earlier PREPARE of the same text defines (or an
+	// earlier DEALLOCATE removes: nil): the server runs them in order.
+	var inText map[string]*sqlplan.Statement
 	for i := range a.Statements {
 		st := &a.Statements[i]
 		if err := ss.checkJoins(st); err != nil {
@@ -408,8 +339,22 @@ func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis) ([]byte, error) {
 		edits := st.Edits
 		if st.Execute != nil {
 			var err error
-			if edits, err = ss.executeEdits(st.Execute); err != nil {
+			if edits, err = ss.executeEdits(st.Execute, inText); err != nil {
 				return nil, err
+			}
+		}
+		for _, e := range st.Effects {
+			if inText == nil {
+				inText = map[string]*sqlplan.Statement{}
+			}
+			switch e.Kind {
+			case sqlplan.EffectPrepare:
+				inText[e.Name] = e.Statement
+			case sqlplan.EffectDeallocate:
+				inText[e.Name] = nil
+			case sqlplan.EffectDeallocateAll:
+				clear(inText)
+				inText["\x00all"] = nil
 			}
 		}
 		for _, e := range edits {
@@ -483,26 +428,54 @@ func (ss *session) checkJoins(st *sqlplan.Statement) error {
 }
 
 // executeEdits maps the arguments of an SQL-level EXECUTE to the protected
-// columns of the statement it runs.
-func (ss *session) executeEdits(ex *sqlplan.Execute) ([]sqlplan.Edit, error) {
-	st := ss.cloak.sqlStmts[ex.Name]
-	if st == nil {
-		return nil, nil // unknown here: PostgreSQL reports it
+// columns of the statement it runs: one an earlier statement of the same
+// text prepares, or one the session has (prepared by SQL or by Parse: the
+// server keeps them in one namespace). A statement pgcloak does not know is
+// refused rather than sent with its arguments in plaintext.
+func (ss *session) executeEdits(ex *sqlplan.Execute, inText map[string]*sqlplan.Statement) ([]sqlplan.Edit, error) {
+	var params []*column
+	prep, inTextFound := inText[ex.Name]
+	_, allGone := inText["\x00all"]
+	switch {
+	case inTextFound && prep != nil:
+		params = planParamsOf(prep, ss.cloak.p)
+	case inTextFound || allGone:
+		return nil, unknownStatement(ex.Name)
+	default:
+		st, err := ss.lookupStatement(ex.Name)
+		if err != nil {
+			return nil, err
+		}
+		if st == nil || st.refused {
+			return nil, unknownStatement(ex.Name)
+		}
+		params = ss.planFor(st).params
 	}
 	var edits []sqlplan.Edit
-	for n, col := range st.Params {
-		if n < 1 || n > len(ex.Args) {
+	for i, col := range params {
+		if col == nil {
+			continue
+		}
+		n := i + 1
+		if n > len(ex.Args) {
 			continue
 		}
 		arg := ex.Args[n-1]
 		if !arg.Literal {
-			return nil, &sqlplan.Refusal{Code: "0A000", Column: col.String(),
+			return nil, &sqlplan.Refusal{Code: pgerrcode.FeatureNotSupported, Column: col.String(),
 				Reason: fmt.Sprintf("EXECUTE %s argument %d is computed by the server; pass a literal", ex.Name, n)}
 		}
-		edits = append(edits, sqlplan.Edit{Start: arg.Start, End: arg.End, Column: col, Value: arg.Value, Null: arg.Null})
+		edits = append(edits, sqlplan.Edit{Start: arg.Start, End: arg.End, Column: col.plan, Value: arg.Value, Null: arg.Null})
 	}
 	slices.SortFunc(edits, func(a, b sqlplan.Edit) int { return a.Start - b.Start })
 	return edits, nil
+}
+
+// unknownStatement refuses a prepared statement pgcloak does not know: it
+// cannot tell which of its values are protected.
+func unknownStatement(name string) error {
+	return &pgerr.Error{Code: pgerrcode.InvalidSQLStatementName,
+		Message: fmt.Sprintf("prepared statement %q is not known to pgcloak (prepared inside server-side code, or never prepared), so pgcloak cannot tell which of its values to encrypt; prepare it through pgcloak", name)}
 }
 
 // growSQL returns out, allocated for a rewrite of sql if still nil.
@@ -522,7 +495,7 @@ func (ss *session) encrypt(col *column, format int16, v []byte) ([]byte, error) 
 // appendEncrypted is encrypt appending the value to dst.
 func (ss *session) appendEncrypted(dst []byte, col *column, format int16, v []byte) ([]byte, error) {
 	c := ss.cloak
-	plain, err := col.typ.Canonical(c.clientPlain[:0], format, v, c.fmt.Load())
+	plain, err := col.typ.Canonical(c.clientPlain[:0], format, v, &c.fmtClient)
 	if err != nil {
 		return nil, columnValueError(col, err)
 	}
@@ -547,43 +520,44 @@ func (ss *session) encryptAs(col *column, declared uint32, format int16, v []byt
 		if format == 0 {
 			return ss.encrypt(col, 0, v) // unknown declared type sent as text: read it as the column's
 		}
-		return nil, &cloakError{code: "42804", msg: fmt.Sprintf("%s: parameter declared with type OID %d, which pgcloak cannot convert to %s; declare it as %s or leave it untyped", col, declared, col.typ, col.typ)}
+		return nil, &pgerr.Error{Code: pgerrcode.DatatypeMismatch, Message: fmt.Sprintf("%s: parameter declared with type OID %d, which pgcloak cannot convert to %s; declare it as %s or leave it untyped", col, declared, col.typ, col.typ)}
 	}
 	c := ss.cloak
-	text, err := dt.Canonical(nil, format, v, c.fmt.Load())
+	text, err := dt.Canonical(nil, format, v, &c.fmtClient)
 	if err != nil {
 		return nil, columnValueError(col, err)
 	}
 	return ss.encrypt(col, 0, text)
 }
 
-// parse handles a Parse message.
+// parse handles a Parse message. The statement it defines replaces the
+// one of that name once the server confirms (ParseComplete).
 func (ss *session) parse(m []byte) error {
 	c := ss.cloak
 	var msg pgproto3.Parse
-	if err := msg.Decode(m[headerLen:]); err != nil {
-		return &protocolError{"invalid Parse message: " + err.Error()}
+	if err := msg.Decode(m[wire.HeaderLen:]); err != nil {
+		return wire.Protocol("invalid Parse message: " + err.Error())
 	}
-	ss.trackSettings(msg.Query)
-	st := &statement{name: msg.Name}
+	st := &statement{name: msg.Name, sql: msg.Query, planKey: c.view.Key()}
 	a, err := ss.analyze(msg.Query)
 	var sql []byte
 	if err == nil {
 		sql, err = ss.rewriteSQL(msg.Query, a)
 	}
 	if err == nil && a != nil {
-		err = refuseExtendedCopy(a)
+		err = st.plan(a, c.p)
 	}
-	if err == nil && a != nil {
-		err = st.planParams(a, c.p)
-		st.predicted = predictRows(a, c.p)
+	if err == nil && a != nil && len(a.Statements) == 1 {
+		st.effects = a.Statements[0].Effects
+		st.changes = ss.statementChanges(0, st.effects)
 	}
 	if err != nil {
 		if err = ss.refuse(err); err != nil {
 			c.mu.Lock()
-			// Binds to it must not carry their values to the server.
-			c.stmts[msg.Name] = &statement{name: msg.Name, refused: true}
-			c.q.push(pending{kind: pParse, refusal: err})
+			// Binds to it in this group must not carry their values to
+			// the server (which skips them after the failed Parse anyway).
+			c.q.push(pending{kind: pParse, refusal: err, group: c.group,
+				changes: []stmtChange{{name: msg.Name, st: &statement{name: msg.Name, refused: true}}}})
 			c.mu.Unlock()
 			bad := pgproto3.Parse{Name: msg.Name, Query: refusedSQL}
 			out, _ := bad.Encode(c.inject())
@@ -610,10 +584,9 @@ func (ss *session) parse(m []byte) error {
 		}
 	}
 	c.mu.Lock()
-	c.stmts[msg.Name] = st
-	c.q.push(pending{kind: pParse, stmt: st})
+	c.q.push(pending{kind: pParse, stmt: st, group: c.group, changes: []stmtChange{{name: msg.Name, st: st}}})
 	c.mu.Unlock()
-	if msg.Name != "" && sqlplan.MayMatter(msg.Query, c.p) {
+	if msg.Name != "" && sqlplan.MayMatter(msg.Query, c.p) && st.copyPlan == nil {
 		// A named statement over a protected table: learn its rows before
 		// it is bound (unnamed ones are bound right away, in the same
 		// pipeline, so the answer would come too late to help).
@@ -631,35 +604,68 @@ func (ss *session) parse(m []byte) error {
 	return err
 }
 
-// statement returns the prepared statement called name: one prepared with
-// Parse, or else one prepared with SQL PREPARE (the same namespace on the
-// server). Client loop only.
-func (c *cloak) statement(name string) *statement {
-	c.mu.Lock()
-	st := c.stmts[name]
-	c.mu.Unlock()
-	if st != nil {
+// plan records what the statement of a Parse does with protected columns:
+// which parameters carry protected values, the rows expected, a COPY of a
+// protected table to rewrite.
+func (st *statement) plan(a *sqlplan.Analysis, p *Protection) error {
+	st.params, st.protected = nil, false
+	st.params = planParamsOfAnalysis(a, p)
+	for _, col := range st.params {
+		st.protected = st.protected || col != nil
+	}
+	st.predicted = predictRows(a, p)
+	for i := range a.Statements {
+		if cp := a.Statements[i].Copy; cp != nil {
+			if len(a.Statements) > 1 {
+				return &sqlplan.Refusal{Code: pgerrcode.FeatureNotSupported, Op: "copy", Column: cp.Schema + "." + cp.Table,
+					Reason: "COPY of a protected table must be the only statement of its query"}
+			}
+			st.copyPlan = cp
+		}
+	}
+	return nil
+}
+
+// planInner records what an SQL PREPARE's statement does with protected
+// columns.
+func (st *statement) planInner(inner *sqlplan.Statement, p *Protection) {
+	st.params = planParamsOf(inner, p)
+	st.protected = false
+	for _, col := range st.params {
+		st.protected = st.protected || col != nil
+	}
+	if inner.Results != nil {
+		st.predicted = predictRows(&sqlplan.Analysis{Statements: []sqlplan.Statement{*inner}}, p)
+	}
+	st.effects = inner.Effects
+}
+
+// planFor returns st as the server runs it now: PostgreSQL plans a prepared
+// statement again when search_path has changed since it was planned (and so
+// may bind a name to another table); so does pgcloak, from its text.
+func (ss *session) planFor(st *statement) *statement {
+	c := ss.cloak
+	if st.sql == "" || st.planKey == c.view.Key() {
 		return st
 	}
-	sq := c.sqlStmts[name]
-	if sq == nil {
-		return nil
+	a, err := ss.analyze(st.sql)
+	if err != nil || a == nil {
+		return st // the server will refuse what pgcloak would; keep the plan
 	}
-	st = &statement{name: name}
-	for n, pc := range sq.Params {
-		if n < 1 || n > 65535 {
-			continue
+	re := *st
+	re.planKey = c.view.Key()
+	if st.prepared {
+		if len(a.Statements) == 1 && len(a.Statements[0].Effects) == 1 && a.Statements[0].Effects[0].Statement != nil {
+			re.planInner(a.Statements[0].Effects[0].Statement, c.p)
 		}
-		for len(st.params) < n {
-			st.params = append(st.params, nil)
-		}
-		st.params[n-1] = c.p.byPlan[pc]
-		st.protected = true
+	} else if re.plan(a, c.p) != nil {
+		return st
 	}
 	c.mu.Lock()
-	c.stmts[name] = st
+	// The rows are described again by the server after the change.
+	re.rows, re.describeRequested = nil, false
 	c.mu.Unlock()
-	return st
+	return &re
 }
 
 // predictRows is the row plan the analyzer expects for a one-statement
@@ -678,32 +684,50 @@ func predictRows(a *sqlplan.Analysis, p *Protection) *rowPlan {
 	return rp
 }
 
-// planParams records which parameters carry protected values.
-func (st *statement) planParams(a *sqlplan.Analysis, p *Protection) error {
+// planParamsOfAnalysis maps the parameters of a text's statements to the
+// protected columns they carry (nil entries: untouched).
+func planParamsOfAnalysis(a *sqlplan.Analysis, p *Protection) []*column {
+	var params []*column
 	for i := range a.Statements {
-		for n, pc := range a.Statements[i].Params {
-			if n < 1 || n > 65535 {
-				continue
-			}
-			for len(st.params) < n {
-				st.params = append(st.params, nil)
-			}
-			st.params[n-1] = p.byPlan[pc]
-			st.protected = true
-		}
+		params = addParams(params, a.Statements[i].Params, p)
 	}
-	return nil
+	return params
+}
+
+// planParamsOf maps the parameters of one statement.
+func planParamsOf(st *sqlplan.Statement, p *Protection) []*column {
+	return addParams(nil, st.Params, p)
+}
+
+func addParams(params []*column, m map[int]*sqlplan.Column, p *Protection) []*column {
+	for n, pc := range m {
+		if n < 1 || n > 65535 {
+			continue
+		}
+		for len(params) < n {
+			params = append(params, nil)
+		}
+		params[n-1] = p.byPlan[pc]
+	}
+	return params
 }
 
 // bind handles a Bind message: protected parameters are encrypted and sent
 // in binary format (the raw ciphertext bytes).
 func (ss *session) bind(m []byte) error {
 	c := ss.cloak
-	portalName, stmtName, resultFormats, resultsAt, err := scanBind(m[headerLen:])
+	bh, err := wire.ScanBind(m[wire.HeaderLen:])
 	if err != nil {
 		return err
 	}
-	st := c.statement(stmtName)
+	portalName, stmtName, resultFormats := bh.Portal, bh.Statement, bh.ResultFormats
+	st, err := ss.lookupStatement(stmtName)
+	if err != nil {
+		return err
+	}
+	if st != nil && !st.refused {
+		st = ss.planFor(st)
+	}
 	if st == nil || st.refused {
 		// A statement pgcloak refused, or one it never saw: it cannot tell
 		// which values are protected, so none is sent. PostgreSQL skips
@@ -711,11 +735,11 @@ func (ss *session) bind(m []byte) error {
 		// PostgreSQL's own error.
 		var refusal error
 		if st == nil {
-			refusal = &cloakError{code: "26000", msg: fmt.Sprintf("prepared statement %q does not exist", stmtName), plain: true}
+			refusal = unknownStatement(stmtName)
 		}
 		c.mu.Lock()
 		delete(c.portals, portalName)
-		c.q.push(pending{kind: pBind, refusal: refusal})
+		c.q.push(pending{kind: pBind, refusal: refusal, group: c.group})
 		c.mu.Unlock()
 		bad := pgproto3.Bind{DestinationPortal: portalName, PreparedStatement: refusedStmt}
 		b, _ := bad.Encode(c.inject())
@@ -732,7 +756,7 @@ func (ss *session) bind(m []byte) error {
 	c.mu.Unlock()
 	out := m
 	if po.serverFormats != nil && !st.protected {
-		out = withResultFormats(c.inject(), m, resultsAt, po.serverFormats)
+		out = wire.AppendWithResultFormats(c.inject(), m, bh.ResultsAt, po.serverFormats)
 	}
 	if st.protected {
 		out, err = ss.encryptBind(m, st, po.serverFormats)
@@ -740,7 +764,7 @@ func (ss *session) bind(m []byte) error {
 			if err = ss.refuse(err); err != nil {
 				c.mu.Lock()
 				delete(c.portals, portalName)
-				c.q.push(pending{kind: pBind, refusal: err})
+				c.q.push(pending{kind: pBind, refusal: err, group: c.group})
 				c.mu.Unlock()
 				bad := pgproto3.Bind{DestinationPortal: portalName, PreparedStatement: refusedStmt}
 				b, _ := bad.Encode(c.inject())
@@ -752,30 +776,18 @@ func (ss *session) bind(m []byte) error {
 	}
 	c.mu.Lock()
 	c.portals[portalName] = po
-	c.q.push(pending{kind: pBind, portal: po})
+	c.q.push(pending{kind: pBind, portal: po, group: c.group})
 	c.mu.Unlock()
 	_, err = ss.toServer.Write(out)
 	return err
-}
-
-// withResultFormats appends to dst the Bind m with its result format codes,
-// which start at offset at of m, replaced by codes.
-func withResultFormats(dst, m []byte, at int, codes []int16) []byte {
-	dst = append(dst, m[:at]...)
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(codes)))
-	for _, f := range codes {
-		dst = binary.BigEndian.AppendUint16(dst, uint16(f))
-	}
-	binary.BigEndian.PutUint32(dst[1:], uint32(len(dst)-1))
-	return dst
 }
 
 // encryptBind rebuilds a Bind with the protected parameters encrypted and,
 // unless nil, these result formats.
 func (ss *session) encryptBind(m []byte, st *statement, resultFormats []int16) ([]byte, error) {
 	var msg pgproto3.Bind
-	if err := msg.Decode(m[headerLen:]); err != nil {
-		return nil, &protocolError{"invalid Bind message: " + err.Error()}
+	if err := msg.Decode(m[wire.HeaderLen:]); err != nil {
+		return nil, wire.Protocol("invalid Bind message: " + err.Error())
 	}
 	n := len(msg.Parameters)
 	formats := make([]int16, n)
@@ -810,85 +822,4 @@ func (ss *session) encryptBind(m []byte, st *statement, resultFormats []int16) (
 		msg.ResultFormatCodes = resultFormats
 	}
 	return msg.Encode(nil)
-}
-
-// scanBind reads the names and result formats of a Bind body without
-// copying its parameter values. resultsAt is the offset, in the whole
-// message, of the result format codes.
-func scanBind(b []byte) (portal, stmt string, resultFormats []int16, resultsAt int, err error) {
-	bad := &protocolError{"invalid Bind message"}
-	i := 0
-	next := func() (string, bool) {
-		for j := i; j < len(b); j++ {
-			if b[j] == 0 {
-				s := string(b[i:j])
-				i = j + 1
-				return s, true
-			}
-		}
-		return "", false
-	}
-	var ok bool
-	if portal, ok = next(); !ok {
-		return "", "", nil, 0, bad
-	}
-	if stmt, ok = next(); !ok {
-		return "", "", nil, 0, bad
-	}
-	u16 := func() (int, bool) {
-		if i+2 > len(b) {
-			return 0, false
-		}
-		v := int(binary.BigEndian.Uint16(b[i:]))
-		i += 2
-		return v, true
-	}
-	nf, ok := u16()
-	if !ok || i+2*nf > len(b) {
-		return "", "", nil, 0, bad
-	}
-	i += 2 * nf
-	np, ok := u16()
-	if !ok {
-		return "", "", nil, 0, bad
-	}
-	for range np {
-		if i+4 > len(b) {
-			return "", "", nil, 0, bad
-		}
-		l := int(int32(binary.BigEndian.Uint32(b[i:])))
-		i += 4
-		if l > 0 {
-			if i+l > len(b) {
-				return "", "", nil, 0, bad
-			}
-			i += l
-		}
-	}
-	resultsAt = headerLen + i
-	nr, ok := u16()
-	if !ok || i+2*nr > len(b) {
-		return "", "", nil, 0, bad
-	}
-	if nr > 0 {
-		resultFormats = make([]int16, nr)
-		for k := range nr {
-			resultFormats[k] = int16(binary.BigEndian.Uint16(b[i+2*k:]))
-		}
-	}
-	return portal, stmt, resultFormats, resultsAt, nil
-}
-
-// refuseExtendedCopy refuses a Parse of a COPY whose data pgcloak would have
-// to rewrite: it rewrites COPY data only after a simple Query (planCopy), so
-// through Parse/Bind/Execute a COPY FROM would store the client's plaintext
-// and a COPY TO would hand ciphertext to the client.
-func refuseExtendedCopy(a *sqlplan.Analysis) error {
-	for i := range a.Statements {
-		if cp := a.Statements[i].Copy; cp != nil {
-			return &sqlplan.Refusal{Code: sqlplan.CodeFeatureNotSupported, Op: "copy", Column: cp.Schema + "." + cp.Table,
-				Reason: "pgcloak rewrites COPY data of protected columns only for COPY sent as a simple Query (as psql \\copy, pgx CopyFrom/CopyTo, PgJDBC CopyManager, psycopg copy send it), not through Parse/Bind/Execute"}
-		}
-	}
-	return nil
 }

@@ -1,12 +1,13 @@
-package proxy
+package engine
 
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 
 	"github.com/pgcloak/pgcloak/proxy/copyfmt"
+	"github.com/pgcloak/pgcloak/proxy/pgerr"
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
+	"github.com/pgcloak/pgcloak/proxy/wire"
 )
 
 // copyState is a COPY of a protected table in progress. For COPY FROM the
@@ -84,7 +85,7 @@ func (ss *session) copyDecrypt(st *copyState) copyfmt.FieldFunc {
 		if err != nil {
 			return dst, err
 		}
-		return col.typ.Encode(dst, plain, valueFormat(st.cfg.Options), ss.cloak.fmt.Load())
+		return col.typ.Encode(dst, plain, valueFormat(st.cfg.Options), &ss.cloak.fmtCommitted)
 	}
 }
 
@@ -102,7 +103,7 @@ func (ss *session) copyData(typ byte, m []byte) error {
 	var err error
 	switch typ {
 	case 'd':
-		st.out, err = st.rw.Write(st.out[:0], m[headerLen:])
+		st.out, err = st.rw.Write(st.out[:0], m[wire.HeaderLen:])
 	case 'c':
 		st.out, err = st.rw.Close(st.out[:0])
 	case 'f':
@@ -131,7 +132,7 @@ func (ss *session) writeCopyData(data []byte) error {
 	const max = 1 << 20
 	for len(data) > 0 {
 		n := min(len(data), max)
-		var hdr [headerLen]byte
+		var hdr [wire.HeaderLen]byte
 		hdr[0] = 'd'
 		binary.BigEndian.PutUint32(hdr[1:], uint32(n+4))
 		if _, err := ss.toServer.Write(hdr[:]); err != nil {
@@ -180,15 +181,15 @@ func copyError(st *copyState, err error) error {
 	if ce.Code == "" && ce.Err != nil {
 		// The transform failed: a value invalid for the column's type, or
 		// a key problem. Keep its code, add PostgreSQL's context.
-		var cl *cloakError
+		var cl *pgerr.Error
 		if errors.As(ce.Err, &cl) {
 			out := *cl
-			out.detail = joinContext(out.detail, ce.Context)
+			out.Detail = joinContext(out.Detail, ce.Context)
 			return &out
 		}
 		return ce.Err
 	}
-	return &cloakError{code: ce.Code, msg: fmt.Sprint(ce.Message), hint: ce.Hint, detail: ce.Context, plain: !ce.Own}
+	return &pgerr.Error{Code: ce.Code, Message: ce.Message, Hint: ce.Hint, Detail: ce.Context, Plain: !ce.Own}
 }
 
 func joinContext(detail, ctx string) string {
@@ -206,7 +207,7 @@ func (ss *session) copyOutData(typ byte, m []byte) error {
 	st := ss.cloak.copyOut
 	var err error
 	if typ == 'd' {
-		st.out, err = st.rw.Write(st.out[:0], m[headerLen:])
+		st.out, err = st.rw.Write(st.out[:0], m[wire.HeaderLen:])
 	} else {
 		st.out, err = st.rw.Close(st.out[:0])
 		ss.cloak.copyOut = nil
@@ -216,7 +217,7 @@ func (ss *session) copyOutData(typ byte, m []byte) error {
 	}
 	for data := st.out; len(data) > 0; {
 		n := min(len(data), 1<<20)
-		var hdr [headerLen]byte
+		var hdr [wire.HeaderLen]byte
 		hdr[0] = 'd'
 		binary.BigEndian.PutUint32(hdr[1:], uint32(n+4))
 		if _, err := ss.toClient.Write(hdr[:]); err != nil {

@@ -1,0 +1,95 @@
+package engine
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+
+	"github.com/pgcloak/pgcloak/proxy"
+	"github.com/pgcloak/pgcloak/proxy/pgerr"
+)
+
+// Protector is the engine's side of the seam with the relay (proxy.Hooks):
+// it holds the protection of one database (rules, keys and the catalog as
+// last read) and makes the engine of each session to that database.
+// Sessions to other databases are relayed untouched.
+type Protector struct {
+	log *zap.Logger
+	// database is the protected database (admin_dsn's).
+	database string
+	// protection is the newest catalog read; nil until the first.
+	protection atomic.Pointer[Protection]
+	// loading, when set, is why the protected database is not served yet
+	// (keys or catalog not loaded): relaying would let plaintext through.
+	loading atomic.Pointer[string]
+	catalog catalogWatch
+}
+
+var _ proxy.Hooks = (*Protector)(nil)
+
+// NewProtector returns a Protector for the database admin_dsn names. It is
+// not ready (sessions to that database get 57P03) until WatchCatalog or
+// Install gives it a protection.
+func NewProtector(adminDSN string, log *zap.Logger) (*Protector, error) {
+	cfg, err := pgconn.ParseConfig(adminDSN)
+	if err != nil {
+		return nil, fmt.Errorf("admin_dsn: %w", err)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	p := &Protector{log: log, database: cfg.Database}
+	p.SetNotReady("loading keys and protected columns")
+	return p, nil
+}
+
+// SetNotReady keeps sessions to the protected database out with reason
+// until a protection is installed.
+func (p *Protector) SetNotReady(reason string) { p.loading.Store(&reason) }
+
+// Install makes prot the protection, for a fixed catalog (tests, the demo):
+// WatchCatalog does it for serve.
+func (p *Protector) Install(prot *Protection) {
+	p.installProtection(prot, nil)
+	p.loading.Store(nil)
+}
+
+// Ready implements proxy.Hooks.
+func (p *Protector) Ready() (bool, string) {
+	if r := p.loading.Load(); r != nil {
+		return false, *r
+	}
+	if prot := p.protection.Load(); prot != nil {
+		if why := prot.notReadyReason(); why != "" {
+			return false, why
+		}
+	}
+	return true, ""
+}
+
+// Session implements proxy.Hooks.
+func (p *Protector) Session(info proxy.SessionInfo) (proxy.Hook, error) {
+	if info.Database != p.database {
+		return nil, nil // rules apply to one database; the others are relayed
+	}
+	switch info.Replication {
+	case "":
+	case "true", "on", "yes", "1":
+		// Physical replication (pg_basebackup, a standby) copies the data
+		// files: ciphertext, and nothing pgcloak could or should change.
+		return nil, nil
+	default:
+		return nil, &pgerr.Error{Code: pgerrcode.FeatureNotSupported, Message: fmt.Sprintf("logical replication from database %s cannot pass through pgcloak, "+
+			"which cannot decrypt a replication stream: connect subscribers and decoding clients to PostgreSQL directly (they receive ciphertext)", p.database)}
+	}
+	if ok, why := p.Ready(); !ok {
+		return nil, pgerr.New(pgerrcode.CannotConnectNow, "not ready: "+why)
+	}
+	prot := p.protection.Load()
+	ss := &session{prot: p, info: info, user: info.User, log: p.log.With(zap.String("client", info.ClientAddr), zap.String("user", info.User))}
+	ss.cloak = newCloak(prot, info.User)
+	return ss, nil
+}

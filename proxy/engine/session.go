@@ -1,0 +1,163 @@
+package engine
+
+import (
+	"bufio"
+
+	"go.uber.org/zap"
+
+	"github.com/pgcloak/pgcloak/proxy"
+	"github.com/pgcloak/pgcloak/proxy/wire"
+)
+
+// session is the engine of one client session: the proxy.Hook the relay
+// passes the session's messages through. Its state (cloak) is shared by the
+// two relay loops; see state.go for who owns what.
+type session struct {
+	prot *Protector
+	log  *zap.Logger
+	info proxy.SessionInfo
+	// user is the session user, for $user in search_path.
+	user  string
+	cloak *cloak
+
+	// The writers toward each peer, as the relay hands them in (always the
+	// same two): toServer is used by the client loop only, toClient by the
+	// server loop only.
+	toServer, toClient *bufio.Writer
+}
+
+var _ proxy.Hook = (*session)(nil)
+
+// StartupMessage implements proxy.Hook: ParameterStatus during
+// authentication sets the settings that shape values.
+func (ss *session) StartupMessage(t wire.ServerMsg, msg []byte) {
+	if t == wire.ParameterStatus {
+		ss.parameterStatus(msg)
+	}
+}
+
+// ClientWants implements proxy.Hook: the messages that carry SQL, values or
+// protocol state, and COPY data while a COPY of a protected table runs.
+func (ss *session) ClientWants(t wire.ClientMsg) bool {
+	c := ss.cloak
+	if c.describeNext != nil {
+		return true // the injected Describe goes before whatever comes next
+	}
+	switch t {
+	case wire.Query, wire.Parse, wire.Bind, wire.Describe, wire.Execute, wire.Close, wire.Sync, wire.FunctionCall:
+		return true
+	case wire.CopyDataIn, wire.CopyDoneIn, wire.CopyFail:
+		return c.copyIn != nil || c.dropCopy
+	}
+	return false
+}
+
+// ClientMessage implements proxy.Hook.
+func (ss *session) ClientMessage(t wire.ClientMsg, m []byte, w *bufio.Writer) error {
+	ss.toServer = w
+	c := ss.cloak
+	if c.describeNext != nil && t != wire.Describe {
+		if err := ss.describeParsed(); err != nil {
+			return err
+		}
+	}
+	switch t {
+	case wire.CopyDataIn, wire.CopyDoneIn, wire.CopyFail:
+		if c.copyIn != nil {
+			return ss.copyData(byte(t), m)
+		}
+		if c.dropCopy {
+			// COPY data behind a refused Query (pgx sends it without
+			// waiting for CopyInResponse): it must not reach the server.
+			return nil
+		}
+	case wire.Query, wire.Parse, wire.Bind, wire.Describe, wire.Execute, wire.Close, wire.Sync, wire.FunctionCall:
+		c.dropCopy = false
+		// A catalog refresh may have made a new protection: statements
+		// are planned against the newest (the client loop owns c.p).
+		if p := ss.prot.protection.Load(); p != nil {
+			c.p = p
+		}
+		return ss.clientMessage(byte(t), m)
+	}
+	_, err := w.Write(m)
+	return err
+}
+
+// ClientGone implements proxy.Hook: a COPY FROM whose client went away is
+// failed, so the server stores none of it.
+func (ss *session) ClientGone(w *bufio.Writer) {
+	ss.toServer = w
+	ss.abandonCopy()
+}
+
+// ServerWants implements proxy.Hook: answers to pending requests, rows that
+// hold protected (or unattributed bytea) columns, and COPY TO data of a
+// protected table.
+func (ss *session) ServerWants(t wire.ServerMsg) bool {
+	c := ss.cloak
+	switch t {
+	case wire.DataRow:
+		if c.cur == nil {
+			c.cur = c.currentRows()
+		}
+		return c.cur != nil && (c.cur.protected || c.cur.scan)
+	case wire.CopyDataOut, wire.CopyDoneOut:
+		return c.copyOut != nil
+	case wire.CopyOutResponse, wire.RowDescription, wire.ParameterDescription, wire.NoData, wire.ParseComplete,
+		wire.BindComplete, wire.CloseComplete, wire.CommandComplete, wire.EmptyQueryResponse, wire.PortalSuspended,
+		wire.ErrorResponse, wire.ReadyForQuery, wire.ParameterStatus:
+		return true
+	}
+	return false
+}
+
+// ServerGone implements proxy.Hook: a client loop waiting for an answer
+// stops waiting.
+func (ss *session) ServerGone() {
+	c := ss.cloak
+	c.mu.Lock()
+	c.closed = true
+	c.answered.Broadcast()
+	c.mu.Unlock()
+}
+
+// ServerMessage implements proxy.Hook.
+func (ss *session) ServerMessage(t wire.ServerMsg, m []byte, w *bufio.Writer) error {
+	ss.toClient = w
+	c := ss.cloak
+	switch t {
+	case wire.DataRow:
+		if !c.cur.protected {
+			if err := scanRow(c.cur, m); err != nil {
+				return err
+			}
+			_, err := w.Write(m)
+			return err
+		}
+		out, err := ss.decryptRow(c.cur, m)
+		if err != nil {
+			return err // a value that does not decrypt is never passed on
+		}
+		_, err = w.Write(out)
+		return err
+	case wire.CopyOutResponse:
+		c.mu.Lock()
+		if head := c.q.peek(); head != nil && head.copy != nil && !head.copy.plan.From {
+			c.copyOut = head.copy
+		}
+		c.mu.Unlock()
+		_, err := w.Write(m)
+		return err
+	case wire.CopyDataOut, wire.CopyDoneOut:
+		return ss.copyOutData(byte(t), m)
+	}
+	out, err := ss.serverMessage(byte(t), m)
+	if err != nil {
+		return err
+	}
+	if out != nil {
+		_, err = w.Write(out)
+	}
+	return err
+}
