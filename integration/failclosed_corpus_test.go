@@ -21,8 +21,8 @@ import (
 const (
 	fcAddCustomerFn = `CREATE FUNCTION add_customer(i int, e text) RETURNS void LANGUAGE plpgsql
 		AS $$BEGIN INSERT INTO customers (id, email) VALUES (i, convert_to(e, 'UTF8')); END$$;`
-	fcViewV        = `CREATE VIEW v AS SELECT id, email, note FROM customers;`
-	fcInsteadOfCV  = `CREATE VIEW cv AS SELECT id, note AS contact FROM customers;
+	fcViewV       = `CREATE VIEW v AS SELECT id, email, note FROM customers;`
+	fcInsteadOfCV = `CREATE VIEW cv AS SELECT id, note AS contact FROM customers;
 		CREATE FUNCTION cv_ins() RETURNS trigger LANGUAGE plpgsql
 		AS $$BEGIN INSERT INTO customers (id, email) VALUES (NEW.id, convert_to(NEW.contact, 'UTF8')); RETURN NEW; END$$;
 		CREATE TRIGGER cv_ins INSTEAD OF INSERT ON cv FOR EACH ROW EXECUTE FUNCTION cv_ins();`

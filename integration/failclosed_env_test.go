@@ -231,18 +231,18 @@ tables:
 // fcEnv is one probe's database (a clone of its setup's template) with
 // pgcloak in front of it, relaying through a wire recorder.
 type fcEnv struct {
-	t      *testing.T
-	c      *fcCluster
-	setup  string
-	db     string
-	dbOID  uint32
-	addr   string // pgcloak
-	srv    *proxy.Server
-	wire   *wireRecorder
-	log    *lockedBuffer // pgcloak's log
-	walStart string      // "segment:offset" of the WAL insert position before the probe's database existed
-	born     time.Time   // when the clone was made: only files written since can hold a marker
-	orig   []fcPos       // the protected columns as they were at the start
+	t        *testing.T
+	c        *fcCluster
+	setup    string
+	db       string
+	dbOID    uint32
+	addr     string // pgcloak
+	srv      *proxy.Server
+	wire     *wireRecorder
+	log      *lockedBuffer // pgcloak's log
+	walStart string        // "segment:offset" of the WAL insert position before the probe's database existed
+	born     time.Time     // when the clone was made: only files written since can hold a marker
+	orig     []fcPos       // the protected columns as they were at the start
 	// origOther are the other columns of the protected tables at the start:
 	// a configured name that comes to mean one of them (columns swapped by
 	// renames) does not make its old values protected.
