@@ -428,14 +428,7 @@ func TestFailClosedCorpus(t *testing.T) {
 // at once; t.Run may be called from several goroutines, and -parallel does
 // not limit these.
 func fcEach(t *testing.T, n int, f func(i int)) {
-	workers := 4
-	if s := os.Getenv("PGCLOAK_FAILCLOSED_PARALLEL"); s != "" {
-		if w, err := strconv.Atoi(s); err == nil && w > 0 {
-			workers = w
-		} else {
-			t.Fatalf("PGCLOAK_FAILCLOSED_PARALLEL=%q: want a positive number", s)
-		}
-	}
+	workers := fcWorkers(t)
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -452,6 +445,19 @@ func fcEach(t *testing.T, n int, f func(i int)) {
 	}
 	close(next)
 	wg.Wait()
+}
+
+// fcWorkers is PGCLOAK_FAILCLOSED_PARALLEL, default 4.
+func fcWorkers(t *testing.T) int {
+	s := os.Getenv("PGCLOAK_FAILCLOSED_PARALLEL")
+	if s == "" {
+		return 4
+	}
+	w, err := strconv.Atoi(s)
+	if err != nil || w <= 0 {
+		t.Fatalf("PGCLOAK_FAILCLOSED_PARALLEL=%q: want a positive number", s)
+	}
+	return w
 }
 
 // fcRunProbeLogged is fcRunProbe returning the run too, for the transcript.
