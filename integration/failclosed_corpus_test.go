@@ -487,11 +487,15 @@ var fcCorpus = []fcProbe{
 		steps: []string{`SET search_path = other`, `DISCARD ALL`, `INSERT INTO customers (id, email) VALUES (252, '{M}')`}},
 	{name: "path-reset-search-path", class: "search_path",
 		steps: []string{`SET search_path = other`, `RESET search_path`, `INSERT INTO customers (id, email) VALUES (253, '{M}')`}},
-	{name: "path-startup-param-beats-options", class: "search_path",
-		// PostgreSQL applies options' -c switches first, then the startup
-		// parameters: search_path is public.
-		params: map[string]string{"search_path": "public", "options": "-c search_path=other"},
-		steps:  []string{`INSERT INTO customers (id, email) VALUES (254, '{M}')`}},
+	// PostgreSQL applies the options' -c switches first, then the other
+	// startup parameters, whatever their order in the packet: search_path
+	// is public in both.
+	{name: "path-startup-param-beats-options-after", class: "search_path",
+		startup: [][2]string{{"options", "-c search_path=other"}, {"search_path", "public"}},
+		steps:   []string{`INSERT INTO customers (id, email) VALUES (254, '{M}')`}},
+	{name: "path-startup-param-beats-options-before", class: "search_path",
+		startup: [][2]string{{"search_path", "public"}, {"options", "-c search_path=other"}},
+		steps:   []string{`INSERT INTO customers (id, email) VALUES (254, '{M}')`}},
 	{name: "path-options-last-wins-any-case", class: "search_path",
 		params: map[string]string{"options": "-c search_path=other -c SEARCH_PATH=public"},
 		steps:  []string{`INSERT INTO customers (id, email) VALUES (255, '{M}')`}},

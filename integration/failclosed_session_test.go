@@ -8,6 +8,7 @@ package integration
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"strings"
@@ -97,6 +98,47 @@ func fcDial(ctx context.Context, label, dsn string) (*fcConn, error) {
 		return nil, err
 	}
 	return &fcConn{label: label, nc: hc.Conn, fe: hc.Frontend, tx: hc.TxStatus}, nil
+}
+
+// fcDialOrdered opens a session through pgcloak at addr with a startup
+// packet whose parameters are in the order given (pgconn sends them in Go
+// map order), and takes over its stream. The user must be trusted.
+func fcDialOrdered(ctx context.Context, label, addr, user, db string, params [][2]string) (*fcConn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	}
+	body := binary.BigEndian.AppendUint32(nil, pgproto3.ProtocolVersionNumber)
+	for _, kv := range append([][2]string{{"user", user}, {"database", db}}, params...) {
+		body = append(append(append(append(body, kv[0]...), 0), kv[1]...), 0)
+	}
+	body = append(body, 0)
+	packet := binary.BigEndian.AppendUint32(nil, uint32(len(body)+4))
+	if _, err := nc.Write(append(packet, body...)); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c := &fcConn{label: label, nc: nc, fe: pgproto3.NewFrontend(nc, nc)}
+	for {
+		msg, err := c.fe.Receive()
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			nc.Close()
+			return nil, &pgconn.PgError{Severity: m.Severity, Code: m.Code, Message: m.Message, Detail: m.Detail}
+		case *pgproto3.ReadyForQuery:
+			c.tx = m.TxStatus
+			_ = nc.SetDeadline(time.Time{})
+			return c, nil
+		}
+	}
 }
 
 // close ends the session.

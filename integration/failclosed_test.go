@@ -45,6 +45,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcloak/pgcloak/integration/harness"
 )
 
 // fcProbe is one write probe: a way a client might get a plaintext value
@@ -57,6 +59,9 @@ type fcProbe struct {
 	preStart string
 	// params are runtime parameters of the probe's first session.
 	params map[string]string
+	// startup, if set, are the runtime parameters of the first session in
+	// the order the startup packet carries them (params has Go map order).
+	startup [][2]string
 	// steps run in order; each is a simple Query on the probe's session
 	// unless prefixed:
 	//   "d: "  directly on PostgreSQL, around pgcloak (must succeed)
@@ -150,6 +155,19 @@ func (r *fcRun) open(label string, params map[string]string) *fcConn {
 
 // c is the probe's session, opened on first use with the probe's params.
 func (r *fcRun) c() *fcConn {
+	if r.main == nil && r.p.startup != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+		defer cancel()
+		c, err := fcDialOrdered(ctx, "session", r.e.addr, harness.SuperUser, r.e.db, r.p.startup)
+		if err != nil {
+			r.record(&fcResult{what: "connect session", errs: []*fcErr{fcConnectErr("session", err)}})
+			c = &fcConn{label: "session", dead: "connect failed: " + err.Error()}
+		} else {
+			r.t.Cleanup(c.close)
+		}
+		r.conns = append(r.conns, c)
+		r.main = c
+	}
 	if r.main == nil {
 		r.main = r.open("session", r.p.params)
 	}
@@ -267,6 +285,13 @@ func (r *fcRun) verdict(setup string) *fcOutcome {
 	} else {
 		if why := fresh.usable(); why != "" {
 			o.problems = append(o.problems, "PGCLOAK NO LONGER SERVES: a new session: "+why)
+		}
+		// Whatever the probe did to the tables, reading them through
+		// pgcloak gives plaintext or an error, never ciphertext.
+		fresh.query(`SELECT * FROM public.customers`)
+		fresh.query(`SELECT * FROM "Crm"."Clients"`)
+		for _, v := range fresh.ciphertext {
+			o.problems = append(o.problems, "CIPHERTEXT TO CLIENT reading back in a new session: "+v)
 		}
 		fresh.close()
 	}
