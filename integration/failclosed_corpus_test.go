@@ -37,8 +37,8 @@ const (
 	fcSCSStatement = "INSERT INTO customers (id, note, email) VALUES (%d, 'a\\', -- ', '{M}') /*\nNULL) -- */"
 )
 
-// fcStmtCopy is the text of one round trip of a COPY FROM STDIN sent as a
-// simple Query with its data in the same write, as pgx's CopyFrom does.
+// fcCopySimple sends a COPY FROM STDIN as a simple Query with its data and
+// CopyDone in the same write, as pgx's CopyFrom does.
 func fcCopySimple(r *fcRun, sql string, data ...[]byte) *fcResult {
 	msgs := []pgproto3.FrontendMessage{&pgproto3.Query{String: r.sub(sql)}}
 	for _, d := range data {

@@ -12,7 +12,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -113,6 +112,10 @@ type fcCluster struct {
 	// their own: a template must have no sessions to be cloned).
 	keys crypto.Keyrings
 	ids  map[string]crypto.ColumnID // "schema.table.column" → identity
+	// drop takes the databases of finished probes to a goroutine that drops
+	// them, off the probes' path, so the cluster does not grow by a database
+	// per probe.
+	drop chan string
 }
 
 // newFCCluster starts the cluster and makes the two templates.
@@ -124,7 +127,15 @@ func newFCCluster(t *testing.T) *fcCluster {
 		"checkpoint_timeout": "'1h'",
 		"max_connections":    "300",
 	}})
-	c := &fcCluster{pg: pg, vault: sharedVault(t), tmpl: map[string]string{}}
+	c := &fcCluster{pg: pg, vault: sharedVault(t), tmpl: map[string]string{}, drop: make(chan string, 1024)}
+	dropped := make(chan struct{})
+	go func() {
+		defer close(dropped)
+		for db := range c.drop {
+			_ = pg.ExecDB("postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
+		}
+	}()
+	t.Cleanup(func() { close(c.drop); <-dropped })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -267,11 +278,11 @@ func newFCEnv(t *testing.T, c *fcCluster, o fcEnvOptions) *fcEnv {
 	if err := d.QueryRow(ctx, "SELECT file_name || ':' || file_offset FROM pg_walfile_name_offset(pg_current_wal_insert_lsn())").Scan(&e.walStart); err != nil {
 		t.Fatal(err)
 	}
-	// The clone is not dropped after the probe: the cluster is the test's
-	// own and goes as a whole, and a DROP per probe costs a checkpoint.
 	if _, err := d.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s STRATEGY FILE_COPY", e.db, c.tmpl[o.setup])); err != nil {
 		t.Fatal(err)
 	}
+	// Registered first, so it runs after pgcloak and the sessions are gone.
+	t.Cleanup(func() { c.drop <- e.db })
 	d.Close(ctx)
 	e.born = time.Now()
 	if o.preStart != "" {
@@ -332,6 +343,25 @@ func newFCEnv(t *testing.T, c *fcCluster, o fcEnvOptions) *fcEnv {
 		delete(e.origOther, [2]int64{int64(p.relid), int64(p.attnum)})
 	}
 	return e
+}
+
+// logTail returns the last n warnings and errors pgcloak logged, one per
+// line, for a failure message.
+func (e *fcEnv) logTail(n int) string {
+	var keep []string
+	for _, line := range strings.Split(e.log.String(), "\n") {
+		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) ||
+			strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) {
+			keep = append(keep, fcShorten(line, 400))
+		}
+	}
+	if len(keep) > n {
+		keep = keep[len(keep)-n:]
+	}
+	if len(keep) == 0 {
+		return "(none)"
+	}
+	return strings.Join(keep, "\n    ")
 }
 
 // dsn is a URL through pgcloak as the superuser with extra runtime params.
@@ -844,5 +874,3 @@ func (r *fcReport) write(t *testing.T, title string) {
 		fmt.Fprintf(f, "# %s: %d ok, %d failing\n%s", title, pass, fail, b.String())
 	}
 }
-
-var errFCDead = errors.New("connection gone")

@@ -244,11 +244,6 @@ func (c *fcConn) query(sql string) *fcResult {
 	return c.roundTrip("Query "+fcShorten(sql, 200), &pgproto3.Query{String: sql})
 }
 
-// fcParam is a text-format parameter value; fcNull is SQL NULL.
-type fcParam = []byte
-
-var fcNull fcParam
-
 // fcText makes text-format parameters from strings.
 func fcText(vals ...string) [][]byte {
 	out := make([][]byte, len(vals))
@@ -309,10 +304,6 @@ func fcParse(name, sql string, oids ...uint32) *pgproto3.Parse {
 
 func fcBind(stmt string, params ...string) *pgproto3.Bind {
 	return &pgproto3.Bind{PreparedStatement: stmt, Parameters: fcText(params...)}
-}
-
-func fcBindPortal(portal, stmt string, params ...string) *pgproto3.Bind {
-	return &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: stmt, Parameters: fcText(params...)}
 }
 
 func fcExecute() *pgproto3.Execute { return &pgproto3.Execute{} }

@@ -434,8 +434,8 @@ func TestFailClosedCorpus(t *testing.T) {
 					o, r := fcRunProbeLogged(t, c, p, setup)
 					report.add(fcReportRow{probe: p.name, class: p.class, setup: setup, outcome: o.summary, problems: o.problems})
 					if len(o.problems) > 0 {
-						t.Errorf("probe %s [%s] (%s): outcome %s\n  problems:\n    %s\n  notes: %s\n  marker %s; transcript:\n%s",
-							p.name, setup, p.class, o.summary, strings.Join(o.problems, "\n    "), strings.Join(o.notes, "; "), r.M, r.transcript())
+						t.Errorf("probe %s [%s] (%s): outcome %s\n  problems:\n    %s\n  notes: %s\n  marker %s; transcript:\n%s  pgcloak's warnings and errors:\n    %s",
+							p.name, setup, p.class, o.summary, strings.Join(o.problems, "\n    "), strings.Join(o.notes, "; "), r.M, r.transcript(), r.e.logTail(10))
 					} else {
 						t.Logf("probe %s [%s]: %s; %s", p.name, setup, o.summary, strings.Join(o.notes, "; "))
 					}
