@@ -720,20 +720,28 @@ func fcWALRange(dir, start, end string) []fcWALPart {
 		if len(name) != 24 || name < sSeg || name > eSeg {
 			continue
 		}
-		data, err := os.ReadFile(path)
+		f, err := os.Open(path)
 		if err != nil {
 			continue
 		}
-		lo, hi := 0, len(data)
+		info, err := f.Stat()
+		if err != nil {
+			f.Close()
+			continue
+		}
+		lo, hi := 0, int(info.Size())
 		if name == sSeg {
-			lo = min(from, len(data))
+			lo = min(from, hi)
 		}
 		if name == eSeg {
-			hi = min(to+8192, len(data)) // the record at end, whole
+			hi = min(to+8192, hi) // the record at end, whole
 		}
 		if lo < hi {
-			out = append(out, fcWALPart{name: name, data: data[lo:hi]})
+			data := make([]byte, hi-lo)
+			n, _ := f.ReadAt(data, int64(lo))
+			out = append(out, fcWALPart{name: name, data: data[:n]})
 		}
+		f.Close()
 	}
 	return out
 }
