@@ -114,6 +114,9 @@ func fcDirectDDL(ddl, write string, newSession bool) func(r *fcRun) {
 	}
 }
 
+// fcServerSide limits a probe to setup b: see the doc of failclosed_test.go.
+const fcServerSide = "b"
+
 var fcCorpus = []fcProbe{
 	// ---- prepared statements across SQL and protocol ----
 	{name: "ps-sql-prepare-execute-one-query", class: "prepared statements",
@@ -181,7 +184,9 @@ var fcCorpus = []fcProbe{
 	}},
 	{name: "ps-search-path-change-replans-sql", class: "prepared statements",
 		// PostgreSQL re-analyses a prepared statement when search_path
-		// changes: p was made for other.customers and now writes public's.
+		// changes: p was made for other.customers and would now write
+		// public's. pgcloak qualified the name when it was prepared, so it
+		// refuses to run it under the new path (prepare it again).
 		steps: []string{`SET search_path = other, public`, `PREPARE p AS INSERT INTO customers (id, email) VALUES ($1, $2)`,
 			`SET search_path = public`, `EXECUTE p(116, '{M}')`}},
 	{name: "ps-search-path-change-replans-protocol", class: "prepared statements", run: func(r *fcRun) {
@@ -264,7 +269,7 @@ var fcCorpus = []fcProbe{
 	{name: "copy-encoding-option-latin1", class: "COPY", want: "{M}\u00e9", run: func(r *fcRun) {
 		fcCopySimple(r, `COPY customers (id, email) FROM STDIN (ENCODING 'LATIN1')`, []byte("148\t{M}\xe9\n"))
 	}},
-	{name: "copy-into-view-instead-of-trigger", class: "COPY", preStart: fcInsteadOfCV, run: func(r *fcRun) {
+	{name: "copy-into-view-instead-of-trigger", only: fcServerSide, class: "COPY", preStart: fcInsteadOfCV, run: func(r *fcRun) {
 		fcCopySimple(r, `COPY cv (id, contact) FROM STDIN`, []byte("149\t{M}\n"))
 	}},
 	{name: "copy-in-transaction-extended", class: "COPY", want: "{M}", run: func(r *fcRun) {
@@ -276,41 +281,41 @@ var fcCorpus = []fcProbe{
 	// ---- server-side code ----
 	{name: "code-do-static-insert", class: "server-side code",
 		steps: []string{`DO $$BEGIN INSERT INTO customers (id, email) VALUES (160, '{M}'); END$$`}},
-	{name: "code-do-dynamic-table-name", class: "server-side code",
+	{name: "code-do-dynamic-table-name", only: fcServerSide, class: "server-side code",
 		steps: []string{`DO $$BEGIN EXECUTE 'INSERT INTO cust' || 'omers (id, email) VALUES (161, ''{M}'')'; END$$`}},
-	{name: "code-do-format-using", class: "server-side code",
+	{name: "code-do-format-using", only: fcServerSide, class: "server-side code",
 		steps: []string{`DO $$BEGIN EXECUTE format('INSERT INTO %I (id, email) VALUES ($1, $2)', 'customers') USING 162, convert_to('{M}', 'UTF8'); END$$`}},
 	{name: "code-do-forged-header", class: "server-side code",
 		// The value wears the pgcloak header: the backstop accepts it.
 		steps: []string{`DO $$BEGIN INSERT INTO customers (id, email) VALUES (163, decode('{FORGED}', 'hex')); END$$`}},
-	{name: "code-plpgsql-function-literal", class: "server-side code", preStart: fcAddCustomerFn,
+	{name: "code-plpgsql-function-literal", only: fcServerSide, class: "server-side code", preStart: fcAddCustomerFn,
 		steps: []string{`SELECT add_customer(164, '{M}')`}},
-	{name: "code-plpgsql-function-parameter", class: "server-side code", preStart: fcAddCustomerFn, run: func(r *fcRun) {
+	{name: "code-plpgsql-function-parameter", only: fcServerSide, class: "server-side code", preStart: fcAddCustomerFn, run: func(r *fcRun) {
 		r.ext(`SELECT add_customer($1, $2)`, "165", "{M}")
 	}},
-	{name: "code-plpgsql-dynamic-sql", class: "server-side code",
+	{name: "code-plpgsql-dynamic-sql", only: fcServerSide, class: "server-side code",
 		preStart: `CREATE FUNCTION add_dyn(i int, e text) RETURNS void LANGUAGE plpgsql
 			AS $$BEGIN EXECUTE 'INSERT INTO cust' || 'omers (id, email) VALUES ($1, $2)' USING i, convert_to(e, 'UTF8'); END$$;`,
 		steps: []string{`SELECT add_dyn(166, '{M}')`}},
-	{name: "code-sql-function", class: "server-side code",
+	{name: "code-sql-function", only: fcServerSide, class: "server-side code",
 		preStart: `CREATE FUNCTION add_sql(int, bytea) RETURNS void LANGUAGE sql AS 'INSERT INTO customers (id, email) VALUES ($1, $2)';`,
 		steps:    []string{`SELECT add_sql(167, '{M}')`}},
-	{name: "code-sql-function-begin-atomic", class: "server-side code",
+	{name: "code-sql-function-begin-atomic", only: fcServerSide, class: "server-side code",
 		preStart: `CREATE FUNCTION add_atomic(i int, e bytea) RETURNS void LANGUAGE sql BEGIN ATOMIC INSERT INTO customers (id, email) VALUES (i, e); END;`,
 		steps:    []string{`SELECT add_atomic(168, '{M}')`}},
-	{name: "code-procedure-call", class: "server-side code",
+	{name: "code-procedure-call", only: fcServerSide, class: "server-side code",
 		preStart: `CREATE PROCEDURE add_proc(i int, e bytea) LANGUAGE sql AS $$INSERT INTO customers (id, email) VALUES (i, e)$$;`,
 		steps:    []string{`CALL add_proc(169, '{M}')`}},
-	{name: "code-function-update", class: "server-side code",
+	{name: "code-function-update", only: fcServerSide, class: "server-side code",
 		preStart: `CREATE FUNCTION set_email(i int, e text) RETURNS void LANGUAGE plpgsql
 			AS $$BEGIN UPDATE customers SET email = convert_to(e, 'UTF8') WHERE id = i; END$$;`,
 		steps: []string{`SELECT set_email(1, '{M}')`}},
-	{name: "code-function-in-cte", class: "server-side code", preStart: fcAddCustomerFn,
+	{name: "code-function-in-cte", only: fcServerSide, class: "server-side code", preStart: fcAddCustomerFn,
 		steps: []string{`WITH x AS (SELECT add_customer(170, '{M}') AS r) SELECT count(*) FROM x`}},
 	{name: "code-create-function-through-pgcloak", class: "server-side code",
 		steps: []string{`CREATE FUNCTION sneak() RETURNS void LANGUAGE sql AS $$INSERT INTO customers (id, email) VALUES (171, '{M}')$$`,
 			`SELECT sneak()`}},
-	{name: "code-fastpath-function-call", class: "server-side code", preStart: fcAddCustomerFn, run: func(r *fcRun) {
+	{name: "code-fastpath-function-call", only: fcServerSide, class: "server-side code", preStart: fcAddCustomerFn, run: func(r *fcRun) {
 		// The protocol's FunctionCall message runs a function by OID.
 		var oid uint32
 		r.withDirect(func(q func(string, ...any) error) error {
@@ -319,33 +324,36 @@ var fcCorpus = []fcProbe{
 		r.rt("FunctionCall add_customer", &pgproto3.FunctionCall{Function: oid, ArgFormatCodes: []uint16{0},
 			Arguments: [][]byte{[]byte("172"), []byte(r.M)}, ResultFormatCode: 0})
 	}},
-	{name: "code-dblink-exec", class: "server-side code", preStart: `CREATE EXTENSION dblink;`,
+	{name: "code-dblink-exec", only: fcServerSide, class: "server-side code", preStart: `CREATE EXTENSION dblink;`,
 		steps: []string{`SELECT dblink_exec('host=127.0.0.1 port={PORT} dbname={DB} user=postgres', 'INSERT INTO customers (id, email) VALUES (173, ''{M}'')')`}},
-	{name: "code-postgres-fdw-foreign-table", class: "server-side code",
+	{name: "code-postgres-fdw-foreign-table", only: fcServerSide, class: "server-side code",
 		preStart: `CREATE EXTENSION postgres_fdw;
 			CREATE SERVER loop FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', port '{PORT}', dbname '{DB}');
 			CREATE USER MAPPING FOR postgres SERVER loop OPTIONS (user 'postgres');
 			CREATE FOREIGN TABLE ft_customers (id int, email bytea, phone bytea, note text) SERVER loop OPTIONS (schema_name 'public', table_name 'customers');`,
 		steps: []string{`INSERT INTO ft_customers (id, email) VALUES (174, '{M}')`}},
-	{name: "code-column-default-from-setting", class: "server-side code",
+	{name: "code-column-default-from-setting", only: fcServerSide, class: "server-side code",
 		preStart: `ALTER TABLE customers ALTER COLUMN email SET DEFAULT convert_to(current_setting('app.m', true), 'UTF8');`,
 		steps:    []string{`SET app.m = '{M}'`, `INSERT INTO customers (id) VALUES (175)`}},
-	{name: "code-generated-column", class: "server-side code", run: fcDirectDDL(
+	// The table's owner drops the protected column, backstop and all, and
+	// adds a generated one in its place, directly: until the next catalog
+	// read (catalog_refresh) nothing stands in the way.
+	{name: "code-generated-column", only: fcServerSide, class: "server-side code", limit: "a protected column dropped and re-made directly loses its backstop until the next catalog read", run: fcDirectDDL(
 		`ALTER TABLE customers DROP COLUMN phone;
 		 ALTER TABLE customers ADD COLUMN phone bytea GENERATED ALWAYS AS (CASE WHEN note LIKE 'gen:%' THEN decode(reverse(substr(note, 5)), 'escape') END) STORED`,
 		`INSERT INTO customers (id, note) VALUES (176, 'gen:{RM}')`, true)},
 
 	// ---- triggers ----
-	{name: "trig-before-insert-sets-email", class: "triggers", preStart: fcTriggerCopy,
+	{name: "trig-before-insert-sets-email", only: fcServerSide, class: "triggers", preStart: fcTriggerCopy,
 		steps: []string{`INSERT INTO customers (id, note) VALUES (180, 'trg:{RM}')`}},
-	{name: "trig-before-update-sets-email", class: "triggers", preStart: fcTriggerCopy,
+	{name: "trig-before-update-sets-email", only: fcServerSide, class: "triggers", preStart: fcTriggerCopy,
 		steps: []string{`UPDATE customers SET note = 'trg:{RM}' WHERE id = 1`}},
-	{name: "trig-other-table-writes-customers", class: "triggers", allow: []string{"orders"}, wire: true,
+	{name: "trig-other-table-writes-customers", only: fcServerSide, class: "triggers", allow: []string{"orders"}, wire: true,
 		preStart: `CREATE FUNCTION orders_fwd() RETURNS trigger LANGUAGE plpgsql
 			AS $$BEGIN INSERT INTO customers (id, email) VALUES (NEW.id, convert_to(NEW.note, 'UTF8')); RETURN NEW; END$$;
 			CREATE TRIGGER orders_fwd AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION orders_fwd();`,
 		steps: []string{`INSERT INTO orders (id, note) VALUES (181, '{M}')`}},
-	{name: "trig-statement-trigger-transition-table", class: "triggers", allow: []string{"orders"}, wire: true,
+	{name: "trig-statement-trigger-transition-table", only: fcServerSide, class: "triggers", allow: []string{"orders"}, wire: true,
 		preStart: `CREATE FUNCTION orders_bulk() RETURNS trigger LANGUAGE plpgsql
 			AS $$BEGIN INSERT INTO customers (id, email) SELECT id, convert_to(note, 'UTF8') FROM new_rows; RETURN NULL; END$$;
 			CREATE TRIGGER orders_bulk AFTER INSERT ON orders REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION orders_bulk();`,
@@ -354,17 +362,17 @@ var fcCorpus = []fcProbe{
 		}},
 
 	// ---- rules ----
-	{name: "rule-also-insert-from-other-table", class: "rules", allow: []string{"inbox"}, wire: true,
+	{name: "rule-also-insert-from-other-table", only: fcServerSide, class: "rules", allow: []string{"inbox"}, wire: true,
 		preStart: `CREATE RULE inbox_fwd AS ON INSERT TO inbox DO ALSO INSERT INTO customers (id, email) VALUES (NEW.id, convert_to(NEW.e, 'UTF8'));`,
 		steps:    []string{`INSERT INTO inbox VALUES (190, '{M}')`}},
-	{name: "rule-instead-insert", class: "rules", allow: []string{"inbox"}, wire: true,
+	{name: "rule-instead-insert", only: fcServerSide, class: "rules", allow: []string{"inbox"}, wire: true,
 		preStart: `CREATE RULE inbox_fwd AS ON INSERT TO inbox DO INSTEAD INSERT INTO customers (id, email) VALUES (NEW.id, NEW.e::bytea);`,
 		steps:    []string{`INSERT INTO inbox VALUES (191, '{M}')`}},
-	{name: "rule-on-customers-also-update", class: "rules",
+	{name: "rule-on-customers-also-update", only: fcServerSide, class: "rules",
 		preStart: `CREATE RULE cust_ins AS ON INSERT TO customers WHERE NEW.note LIKE 'rule:%'
 			DO ALSO UPDATE customers SET email = convert_to(reverse(substr(NEW.note, 6)), 'UTF8') WHERE id = NEW.id;`,
 		steps: []string{`INSERT INTO customers (id, note) VALUES (192, 'rule:{RM}')`}},
-	{name: "rule-instead-on-view-extended", class: "rules", allow: []string{"inbox"}, wire: true,
+	{name: "rule-instead-on-view-extended", only: fcServerSide, class: "rules", allow: []string{"inbox"}, wire: true,
 		preStart: `CREATE VIEW inbox_v AS SELECT id, e FROM inbox;
 			CREATE RULE inbox_v_ins AS ON INSERT TO inbox_v DO INSTEAD INSERT INTO customers (id, email) VALUES (NEW.id, NEW.e::bytea);`,
 		run: func(r *fcRun) { r.ext(`INSERT INTO inbox_v (id, e) VALUES ($1, $2)`, "193", "{M}") }},
@@ -379,7 +387,7 @@ var fcCorpus = []fcProbe{
 	{name: "view-in-other-schema-check-option", class: "views",
 		preStart: `CREATE VIEW other2.v3 AS SELECT * FROM public.customers WITH CHECK OPTION;`,
 		steps:    []string{`INSERT INTO other2.v3 (id, email) VALUES (202, '{M}')`}},
-	{name: "view-instead-of-trigger", class: "views", preStart: fcInsteadOfCV,
+	{name: "view-instead-of-trigger", only: fcServerSide, class: "views", preStart: fcInsteadOfCV,
 		steps: []string{`INSERT INTO cv VALUES (203, '{M}')`}},
 	{name: "view-cte-insert", class: "views", preStart: fcViewV,
 		steps: []string{`WITH x AS (INSERT INTO v (id, email) VALUES (204, '{M}') RETURNING id) SELECT id FROM x`}},
@@ -505,7 +513,9 @@ var fcCorpus = []fcProbe{
 	{name: "path-role-in-database-beats-database", class: "search_path",
 		preStart: `ALTER DATABASE {DB} SET search_path = other; ALTER ROLE postgres IN DATABASE {DB} SET search_path = public;`,
 		steps:    []string{`INSERT INTO customers (id, email) VALUES (257, '{M}')`}},
-	{name: "path-database-default-other", class: "search_path", allow: []string{"other.customers"}, wire: true,
+	// The checker's own connection has the database's search_path too, so
+	// it prints other.customers unqualified.
+	{name: "path-database-default-other", class: "search_path", allow: []string{"other.customers", "customers"}, wire: true,
 		preStart: `ALTER DATABASE {DB} SET search_path = other;`,
 		steps:    []string{`INSERT INTO customers (id, email) VALUES (258, '{M}')`, `SET search_path = public`, `INSERT INTO customers (id, email) VALUES (259, '{M}x')`}},
 	{name: "path-quoted-mixed-case-schema", class: "search_path", want: "{M}",
@@ -524,17 +534,24 @@ var fcCorpus = []fcProbe{
 		steps: []string{`CREATE TEMP TABLE customers (LIKE public.customers)`, `SET search_path = public, pg_temp`, `INSERT INTO customers (id, email) VALUES (266, '{M}')`}},
 	{name: "path-namesake-first", class: "search_path", allow: []string{"other.customers"}, wire: true,
 		steps: []string{`SET search_path = other, public`, `INSERT INTO customers (id, email) VALUES (267, '{M}')`}},
-	{name: "path-namesake-dropped-around-pgcloak", class: "search_path",
+	// pgcloak qualifies a name that several schemas hold with the schema it
+	// planned for (other.customers): the namesake gone, the server refuses
+	// the statement instead of writing plaintext into public.customers.
+	{name: "path-namesake-dropped-around-pgcloak", class: "search_path", asPlanned: "42P01", wire: true,
 		steps: []string{`SET search_path = other, public`, `d: DROP TABLE other.customers`, `INSERT INTO customers (id, email) VALUES (268, '{M}')`}},
-	{name: "path-user-schema-dropped-around-pgcloak", class: "search_path",
+	{name: "path-user-schema-dropped-around-pgcloak", class: "search_path", asPlanned: "42P01", wire: true,
 		preStart: `CREATE SCHEMA postgres; CREATE UNLOGGED TABLE postgres.customers (id int PRIMARY KEY, email bytea, phone bytea, note text);`,
 		steps:    []string{`d: DROP TABLE postgres.customers`, `INSERT INTO customers (id, email) VALUES (269, '{M}')`}},
 	{name: "path-pg-catalog-first", class: "search_path",
 		steps: []string{`SET search_path = pg_catalog, public`, `INSERT INTO customers (id, email) VALUES (270, '{M}')`}},
-	{name: "path-set-by-function", class: "search_path", params: map[string]string{"search_path": "other"},
+	// The function changes search_path where pgcloak cannot see; pgcloak
+	// qualifies the name with the schema it planned for, so the row goes to
+	// the unprotected namesake as planned (in plaintext, which is right for
+	// it), never into the protected table unencrypted.
+	{name: "path-set-by-function", class: "search_path", params: map[string]string{"search_path": "other"}, allow: []string{"other.customers", "customers"}, wire: true,
 		preStart: `CREATE FUNCTION use_public() RETURNS void LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('search_path', 'public', false); END$$;`,
 		steps:    []string{`SELECT public.use_public()`, `INSERT INTO customers (id, email) VALUES (271, '{M}')`}},
-	{name: "path-set-in-do-block", class: "search_path", params: map[string]string{"search_path": "other"},
+	{name: "path-set-in-do-block", class: "search_path", params: map[string]string{"search_path": "other"}, allow: []string{"other.customers", "customers"}, wire: true,
 		steps: []string{`DO $$BEGIN SET search_path = public; END$$`, `INSERT INTO customers (id, email) VALUES (272, '{M}')`}},
 
 	// ---- settings that change how values are read ----
@@ -613,17 +630,17 @@ var fcCorpus = []fcProbe{
 			`DO $$BEGIN INSERT INTO customers (id, email) VALUES (312, '{M}'); END$$`}},
 
 	// ---- the same schema changes made directly, around pgcloak ----
-	{name: "ddld-rename-column-same-session", class: "schema changes around pgcloak", run: fcDirectDDL(
+	{name: "ddld-rename-column-same-session", class: "schema changes around pgcloak", notReady: "public.customers.email", run: fcDirectDDL(
 		`ALTER TABLE customers RENAME COLUMN email TO e2`, `INSERT INTO customers (id, e2) VALUES (320, '{M}')`, false)},
-	{name: "ddld-rename-column-new-session", class: "schema changes around pgcloak", run: fcDirectDDL(
+	{name: "ddld-rename-column-new-session", class: "schema changes around pgcloak", notReady: "public.customers.email", run: fcDirectDDL(
 		`ALTER TABLE customers RENAME COLUMN email TO e2`, `INSERT INTO customers (id, e2) VALUES (321, '{M}')`, true)},
-	{name: "ddld-rename-table-same-session", class: "schema changes around pgcloak", run: fcDirectDDL(
+	{name: "ddld-rename-table-same-session", only: fcServerSide, class: "schema changes around pgcloak", run: fcDirectDDL(
 		`ALTER TABLE customers RENAME TO clients2`, `INSERT INTO clients2 (id, email) VALUES (322, '{M}')`, false)},
-	{name: "ddld-rename-table-new-session", class: "schema changes around pgcloak", run: fcDirectDDL(
+	{name: "ddld-rename-table-new-session", only: fcServerSide, class: "schema changes around pgcloak", run: fcDirectDDL(
 		`ALTER TABLE customers RENAME TO clients2`, `INSERT INTO clients2 (id, email) VALUES (323, '{M}')`, true)},
-	{name: "ddld-set-schema-same-session", class: "schema changes around pgcloak", run: fcDirectDDL(
+	{name: "ddld-set-schema-same-session", only: fcServerSide, class: "schema changes around pgcloak", run: fcDirectDDL(
 		`ALTER TABLE customers SET SCHEMA other2`, `INSERT INTO other2.customers (id, email) VALUES (324, '{M}')`, false)},
-	{name: "ddld-set-schema-new-session", class: "schema changes around pgcloak", run: fcDirectDDL(
+	{name: "ddld-set-schema-new-session", only: fcServerSide, class: "schema changes around pgcloak", run: fcDirectDDL(
 		`ALTER TABLE customers SET SCHEMA other2`, `INSERT INTO other2.customers (id, email) VALUES (325, '{M}')`, true)},
 	{name: "ddld-alter-type-text-same-session", class: "schema changes around pgcloak", run: fcDirectDDL(
 		`ALTER TABLE customers DROP CONSTRAINT IF EXISTS pgcloak_email_encrypted; ALTER TABLE customers ALTER COLUMN email TYPE text USING email::text`,
@@ -643,7 +660,7 @@ var fcCorpus = []fcProbe{
 	{name: "ddld-drop-and-recreate-table-new-session", class: "schema changes around pgcloak", run: fcDirectDDL(
 		`DROP TABLE customers; CREATE TABLE customers (id int PRIMARY KEY, email bytea, phone bytea, note text)`,
 		`INSERT INTO customers (id, email) VALUES (331, '{M}')`, true)},
-	{name: "ddld-swap-column-names-new-session", class: "schema changes around pgcloak", run: fcDirectDDL(
+	{name: "ddld-swap-column-names-new-session", only: fcServerSide, class: "schema changes around pgcloak", run: fcDirectDDL(
 		`ALTER TABLE customers RENAME COLUMN email TO tmp; ALTER TABLE customers RENAME COLUMN note TO email; ALTER TABLE customers RENAME COLUMN tmp TO note`,
 		`INSERT INTO customers (id, note) VALUES (332, '{M}')`, true)},
 	{name: "ddld-drop-backstop-then-do-block", class: "schema changes around pgcloak", only: "b", run: fcDirectDDL(

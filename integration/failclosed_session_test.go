@@ -143,6 +143,9 @@ func fcDialOrdered(ctx context.Context, label, addr, user, db string, params [][
 
 // close ends the session.
 func (c *fcConn) close() {
+	if c.nc == nil {
+		return // never connected
+	}
 	if c.dead == "" {
 		c.fe.Send(&pgproto3.Terminate{})
 		_ = c.fe.Flush()

@@ -80,6 +80,19 @@ type fcProbe struct {
 	wire bool
 	// only limits the probe to one setup ("a" or "b").
 	only string
+	// notReady, when set, is what pgcloak's refusal of new sessions must
+	// name after the probe: the probe changes the database around pgcloak
+	// so that a rule no longer matches it (a protected column renamed),
+	// and pgcloak must keep the database out of service until it does.
+	notReady string
+	// limit, when set, is a documented limit (README, Known limits): the
+	// probe's problems are logged, not failures.
+	limit string
+	// asPlanned is the SQLSTATE of the server's error when it refuses a
+	// statement that pgcloak bound to the relation it planned for (a name
+	// qualified with its schema, which is gone): nothing is stored, and
+	// that counts as refused, in both setups.
+	asPlanned string
 	// want, if set, is the plaintext (UTF-8, placeholders expanded) a
 	// stored-encrypted outcome must decrypt to: the value the application
 	// meant, not bytes of another encoding or unprocessed escapes.
@@ -229,6 +242,20 @@ func (r *fcRun) step(s string) {
 	}
 }
 
+// refused reports whether the last exchange got an unexpected refusal from
+// pgcloak.
+func (r *fcRun) refused() bool {
+	if len(r.results) == 0 {
+		return false
+	}
+	for _, e := range r.results[len(r.results)-1].errs {
+		if !e.expected && strings.HasPrefix(e.message, "pgcloak:") {
+			return true
+		}
+	}
+	return false
+}
+
 // fcConnectErr turns a failed connection into the error the client saw.
 func fcConnectErr(label string, err error) *fcErr {
 	if pe := pgError(err); pe != nil {
@@ -248,7 +275,8 @@ type fcOutcome struct {
 // fcProtectedNames are the names a refusal may use for what it is about:
 // the protected tables and columns, or the setting whose change it refuses.
 var fcProtectedNames = []string{"customers", "email", "phone", "Clients", "Email", "clients",
-	"standard_conforming_strings", "search_path", "client_encoding", "bytea_output"}
+	"standard_conforming_strings", "search_path", "client_encoding", "bytea_output",
+	"prepared statement"} // a statement pgcloak does not know: it cannot tell what it touches
 
 // verdict runs the checks and classifies the outcome.
 func (r *fcRun) verdict(setup string) *fcOutcome {
@@ -280,8 +308,19 @@ func (r *fcRun) verdict(setup string) *fcOutcome {
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	fresh, err := fcDial(ctx, "fresh", r.e.dsn(nil))
 	cancel()
-	if err != nil {
+	if err != nil && r.p.notReady != "" {
+		// The probe leaves the rules and the database at odds: pgcloak must
+		// keep sessions out, saying which column and why.
+		if pe := pgError(err); pe == nil || pe.Code != "57P03" || !strings.Contains(pe.Message, r.p.notReady) {
+			o.problems = append(o.problems, fmt.Sprintf("NOT READY WITHOUT SAYING WHY: a new session: %v (want 57P03 naming %s)", err, r.p.notReady))
+		} else {
+			o.notes = append(o.notes, "pgcloak is not ready, as it must be: "+pe.Message)
+		}
+	} else if err != nil {
 		o.problems = append(o.problems, fmt.Sprintf("PGCLOAK NO LONGER SERVES: a new session: %v", err))
+	} else if r.p.notReady != "" {
+		o.problems = append(o.problems, "STILL READY although the rules do not match the database any more")
+		fresh.close()
 	} else {
 		if why := fresh.usable(); why != "" {
 			o.problems = append(o.problems, "PGCLOAK NO LONGER SERVES: a new session: "+why)
@@ -323,6 +362,8 @@ func (r *fcRun) verdict(setup string) *fcOutcome {
 		o.class = "refused-by-pgcloak"
 	case first != nil && first.code == "23514":
 		o.class = "refused-by-database"
+	case first != nil && r.p.asPlanned != "" && first.code == r.p.asPlanned:
+		o.class = "refused-as-planned"
 	case first != nil:
 		o.class = "other-error"
 	case len(f.storedPlain) > 0:
@@ -433,7 +474,9 @@ func TestFailClosedCorpus(t *testing.T) {
 				t.Run(p.name, func(t *testing.T) {
 					o, r := fcRunProbeLogged(t, c, p, setup)
 					report.add(fcReportRow{probe: p.name, class: p.class, setup: setup, outcome: o.summary, problems: o.problems})
-					if len(o.problems) > 0 {
+					if len(o.problems) > 0 && p.limit != "" {
+						t.Logf("probe %s [%s]: known limit (%s): outcome %s; problems: %s", p.name, setup, p.limit, o.summary, strings.Join(o.problems, "; "))
+					} else if len(o.problems) > 0 {
 						t.Errorf("probe %s [%s] (%s): outcome %s\n  problems:\n    %s\n  notes: %s\n  marker %s; transcript:\n%s  pgcloak's warnings and errors:\n    %s",
 							p.name, setup, p.class, o.summary, strings.Join(o.problems, "\n    "), strings.Join(o.notes, "; "), r.M, r.transcript(), r.e.logTail(10))
 					} else {
@@ -495,6 +538,12 @@ func fcRunProbeLogged(t *testing.T, c *fcCluster, p *fcProbe, setup string) (*fc
 	} else {
 		for _, s := range p.steps {
 			r.step(s)
+			if r.refused() {
+				// The steps after a refusal presume what was refused
+				// (a rename, a PREPARE): they would test a session that
+				// does not exist.
+				break
+			}
 		}
 	}
 	return r.verdict(setup), r

@@ -20,10 +20,11 @@ import (
 type noTables struct{}
 
 func (noTables) Protected(string, string) map[string]*sqlplan.Column { return nil }
-func (noTables) Columns(string, string) []string                   { return nil }
-func (noTables) Resolve(string, []string) (string, bool)            { return "", false }
-func (noTables) ProtectedNames() []string                           { return nil }
-func (noTables) Unavailable(string, string) string                  { return "" }
+func (noTables) Columns(string, string) []string                     { return nil }
+func (noTables) Resolve(string, []string) (string, bool)             { return "", false }
+func (noTables) ProtectedNames() []string                            { return nil }
+func (noTables) Unavailable(string, string) string                   { return "" }
+func (noTables) Ambiguous(string) bool                               { return false }
 
 // TestSettingsModel drives pgcloak's model of session settings
 // (sqlplan.Settings: SET, SET LOCAL, RESET under transactions, savepoints,
@@ -64,7 +65,9 @@ func TestSettingsModel(t *testing.T) {
 		func() string { return fmt.Sprintf("SET extra_float_digits = %d", rng.IntN(4)) },
 		func() string { return fmt.Sprintf("SET LOCAL extra_float_digits = -%d", rng.IntN(4)) },
 		func() string { return "RESET ALL" },
-		func() string { return fmt.Sprintf("SELECT pg_catalog.set_config('search_path', 'c%d', %v)", rng.IntN(3), rng.IntN(2) == 0) },
+		func() string {
+			return fmt.Sprintf("SELECT pg_catalog.set_config('search_path', 'c%d', %v)", rng.IntN(3), rng.IntN(2) == 0)
+		},
 		func() string { return "BEGIN" },
 		func() string { return "COMMIT" },
 		func() string { return "ROLLBACK" },

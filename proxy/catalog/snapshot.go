@@ -204,6 +204,9 @@ func (s *Snapshot) Ambiguous(name string) bool { return len(s.schemasOf[name]) >
 // backstop, so a refresh costs a few catalog queries.
 type Loader struct {
 	Rules []*Rule
+	// placed is where each rule's column was at the last load (relation
+	// OID, attnum): a column found there under another name was renamed.
+	placed map[*Rule][2]int64
 	// AllowMissingBackstop makes a missing or different backstop a
 	// non-blocking problem that leaves the table usable (roll-outs only).
 	AllowMissingBackstop bool
@@ -238,6 +241,9 @@ func (l *Loader) Load(ctx context.Context, conn *pgx.Conn) (*Snapshot, error) {
 	}
 	var fp strings.Builder
 	if err := l.loadTables(ctx, conn, s, &fp); err != nil {
+		return nil, err
+	}
+	if err := s.loadChildren(ctx, conn, &fp); err != nil {
 		return nil, err
 	}
 	if err := l.loadViews(ctx, conn, s, &fp); err != nil {
@@ -371,11 +377,24 @@ func (l *Loader) loadTables(ctx context.Context, conn *pgx.Conn, s *Snapshot, fp
 		}
 		a, ok := t.attrs[r.Name]
 		if !ok {
-			if _, renamed := cons[fmt.Sprint(t.oid)+"\x00"+BackstopName(r.Name)]; renamed {
+			_, renamed := cons[fmt.Sprint(t.oid)+"\x00"+BackstopName(r.Name)]
+			l.mu.Lock()
+			was, seen := l.placed[r]
+			l.mu.Unlock()
+			if seen && uint32(was[0]) == t.oid {
+				// The column the rule was placed on is still there, under
+				// another name.
+				for name, at := range t.attrs {
+					if int64(at.num) == was[1] && name != r.Name {
+						renamed = true
+					}
+				}
+			}
+			if renamed {
 				// Its backstop outlived it: the column was renamed (the
 				// constraint follows the column), and its values are now
 				// under another name that no rule protects.
-				problem(KindColumnMissing, fmt.Sprintf("column is not in the table, but its backstop %s is: it was renamed around pgcloak", BackstopName(r.Name)),
+				problem(KindColumnMissing, "column is not in the table any more: it was renamed around pgcloak (its backstop or its place in the table is still there)",
 					fmt.Sprintf("rename it back, or change the rules to its new name (%s) and restart pgcloak", r.ConfigKey()))
 				continue
 			}
@@ -391,6 +410,12 @@ func (l *Loader) loadTables(ctx context.Context, conn *pgx.Conn, s *Snapshot, fp
 		}
 		s.byAttr[AttrKey(t.oid, a.num)] = r
 		s.placed[r] = true
+		l.mu.Lock()
+		if l.placed == nil {
+			l.placed = map[*Rule][2]int64{}
+		}
+		l.placed[r] = [2]int64{int64(t.oid), int64(a.num)}
+		l.mu.Unlock()
 		if r.Migrating {
 			continue // holds plaintext until migrate encrypt adds the backstop
 		}
@@ -527,6 +552,65 @@ func (l *Loader) loadViews(ctx context.Context, conn *pgx.Conn, s *Snapshot, fp 
 		}
 	}
 	return nil
+}
+
+// loadChildren adds the tables that inherit from protected tables (and the
+// partitions of protected partitioned tables): rows written to a child are
+// read through the parent, so its columns carry the parent's rules and
+// identities. (PostgreSQL gives children the parent's CHECK constraints, the
+// backstops among them, and refuses to drop an inherited one.)
+func (s *Snapshot) loadChildren(ctx context.Context, conn *pgx.Conn, fp *strings.Builder) error {
+	var parents []uint32
+	byOID := map[uint32]*relation{}
+	for _, r := range s.rels {
+		if r.oid != 0 && !r.view {
+			parents = append(parents, r.oid)
+			byOID[r.oid] = r
+		}
+	}
+	if len(parents) == 0 {
+		return nil
+	}
+	rows, err := conn.Query(ctx, `
+		WITH RECURSIVE kids(child, top) AS (
+			SELECT inhrelid, inhparent FROM pg_catalog.pg_inherits WHERE inhparent = ANY($1)
+			UNION
+			SELECT i.inhrelid, k.top FROM pg_catalog.pg_inherits i JOIN kids k ON i.inhparent = k.child
+		)
+		SELECT c.oid, n.nspname, c.relname, k.top,
+		       ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+		             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+		       ARRAY(SELECT a.attnum FROM pg_catalog.pg_attribute a
+		             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+		FROM kids k JOIN pg_catalog.pg_class c ON c.oid = k.child JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		ORDER BY c.oid`, parents)
+	if err != nil {
+		return catalogErr(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		child := &relation{}
+		var top uint32
+		var nums []int16
+		if err := rows.Scan(&child.oid, &child.schema, &child.name, &top, &child.columns, &nums); err != nil {
+			return catalogErr(err)
+		}
+		parent := byOID[top]
+		if parent == nil {
+			continue
+		}
+		fmt.Fprintf(fp, "i%d.%d;", child.oid, top)
+		child.plan = parent.plan
+		for i, name := range child.columns {
+			if pc := parent.plan[name]; pc != nil {
+				if r := s.byPlan[pc]; r != nil && i < len(nums) {
+					s.byAttr[AttrKey(child.oid, nums[i])] = r
+				}
+			}
+		}
+		s.addRel(child)
+	}
+	return rows.Err()
 }
 
 // addView attributes a view's columns and adds it to the snapshot.

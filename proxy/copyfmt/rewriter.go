@@ -205,7 +205,8 @@ func (r *Rewriter) Reset(c Config) error {
 		r.utf8 = false
 	default:
 		return &Error{Code: CodeFeatureNotSupported, Own: true,
-			Message: "COPY with encoding " + c.Encoding + " is not supported for tables with protected columns"}
+			Message: "cannot copy " + c.Table + " in encoding " + c.Encoding + ": COPY of tables with protected columns is supported in UTF8 and SQL_ASCII",
+			Hint:    "Use ENCODING 'UTF8' (and client_encoding UTF8), or convert the file first."}
 	}
 	switch o.Format {
 	case Text, CSV:

@@ -7,6 +7,7 @@ import (
 	"github.com/pgcloak/pgcloak/proxy/copyfmt"
 	"github.com/pgcloak/pgcloak/proxy/pgerr"
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
+	"github.com/pgcloak/pgcloak/proxy/values"
 	"github.com/pgcloak/pgcloak/proxy/wire"
 )
 
@@ -24,6 +25,9 @@ type copyState struct {
 	failed bool
 	out    []byte
 	value  []byte
+	// fmt shapes the values: the session's, with the COPY's ENCODING
+	// option (text and CSV) as the client encoding.
+	fmt values.Session
 }
 
 // newCopy prepares the rewriter for a planned COPY.
@@ -36,7 +40,13 @@ func (ss *session) newCopy(cp *sqlplan.Copy) (*copyState, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &copyState{plan: cp, cols: make([]*column, len(cp.Columns))}
+	st := &copyState{plan: cp, cols: make([]*column, len(cp.Columns)), fmt: ss.cloak.fmtClient}
+	if !cp.From {
+		st.fmt = ss.cloak.fmtCommitted
+	}
+	if o.Encoding != "" && o.Format != copyfmt.Binary {
+		_ = st.fmt.Set("client_encoding", o.Encoding)
+	}
 	protected := make([]bool, len(cp.Columns))
 	for i, pc := range cp.Protected {
 		if pc != nil {
@@ -49,7 +59,18 @@ func (ss *session) newCopy(cp *sqlplan.Copy) (*copyState, error) {
 	if cp.From {
 		dir, fn = copyfmt.In, ss.copyEncrypt(st)
 	}
-	st.cfg = copyfmt.Config{Options: o, Direction: dir, Table: cp.Table, Columns: cp.Columns, Protected: protected, Transform: fn}
+	// The data's encoding: the COPY's ENCODING option, else the session's
+	// client_encoding.
+	enc := o.Encoding
+	if enc == "" {
+		if ce, ok := ss.cloak.view.Get(sqlplan.ClientEncoding); ok {
+			enc = copyfmt.EncodingName(ce)
+		}
+	}
+	if o.Format == copyfmt.Binary {
+		enc = ""
+	}
+	st.cfg = copyfmt.Config{Options: o, Direction: dir, Table: cp.Table, Columns: cp.Columns, Protected: protected, Transform: fn, Encoding: enc}
 	if st.rw, err = copyfmt.NewRewriter(st.cfg); err != nil {
 		return nil, err
 	}
@@ -68,7 +89,7 @@ func valueFormat(o copyfmt.Options) int16 {
 // logical type becomes its ciphertext.
 func (ss *session) copyEncrypt(st *copyState) copyfmt.FieldFunc {
 	return func(dst []byte, i int, v []byte) ([]byte, error) {
-		out, err := ss.appendEncrypted(dst, st.cols[i], valueFormat(st.cfg.Options), v)
+		out, err := ss.appendEncryptedWith(dst, st.cols[i], valueFormat(st.cfg.Options), v, &st.fmt)
 		if err != nil {
 			return dst, err
 		}
@@ -85,7 +106,7 @@ func (ss *session) copyDecrypt(st *copyState) copyfmt.FieldFunc {
 		if err != nil {
 			return dst, err
 		}
-		return col.typ.Encode(dst, plain, valueFormat(st.cfg.Options), &ss.cloak.fmtCommitted)
+		return col.typ.Encode(dst, plain, valueFormat(st.cfg.Options), &st.fmt)
 	}
 }
 

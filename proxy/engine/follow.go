@@ -137,7 +137,7 @@ func (ss *session) startGroup() error {
 	if c.groupOpen {
 		return nil
 	}
-	c.groupOpen, c.groupSettings = true, false
+	c.groupOpen, c.groupSettings, c.dropCopy = true, false, false
 	return ss.syncView()
 }
 

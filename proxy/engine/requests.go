@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -197,6 +198,18 @@ func (ss *session) analyze(sql string) (*sqlplan.Analysis, error) {
 		return e.a, e.err
 	}
 	a, err := sqlplan.Analyze(sql, c.p, c.view)
+	var rf *sqlplan.Refusal
+	if errors.As(err, &rf) && rf.Code == sqlplan.CodeUndefinedColumn {
+		// A protected table's column the catalog does not show: it may
+		// be newer than the catalog read. Read it again, plan again.
+		ctx, cancel := context.WithTimeout(context.Background(), unknownRelationRefresh)
+		ss.prot.RefreshCatalog(ctx)
+		cancel()
+		if p := ss.prot.protection.Load(); p != c.p {
+			c.p = p
+			return ss.analyze(sql)
+		}
+	}
 	c.p.plans.put(key, planEntry{a, err})
 	return a, err
 }
@@ -242,7 +255,7 @@ func (ss *session) query(m []byte) error {
 		for i := range a.Statements {
 			st := &a.Statements[i]
 			e.effects[i] = st.Effects
-			e.changes = append(e.changes, ss.statementChanges(i, st.Effects)...)
+			e.changes = append(e.changes, ss.statementChanges(i, st)...)
 			ss.applyView(st.Effects)
 		}
 	}
@@ -261,14 +274,14 @@ func (ss *session) query(m []byte) error {
 	return err
 }
 
-// statementChanges are the prepared-statement changes of statement i's
-// effects (SQL PREPARE, DEALLOCATE, DISCARD ALL).
-func (ss *session) statementChanges(i int, effects []sqlplan.Effect) []stmtChange {
+// statementChanges are the prepared-statement changes of statement i (st)
+// of a text (SQL PREPARE, DEALLOCATE, DISCARD ALL).
+func (ss *session) statementChanges(i int, st *sqlplan.Statement) []stmtChange {
 	var out []stmtChange
-	for _, e := range effects {
+	for _, e := range st.Effects {
 		switch e.Kind {
 		case sqlplan.EffectPrepare:
-			out = append(out, stmtChange{stmtIndex: i, name: e.Name, st: ss.preparedStatement(e)})
+			out = append(out, stmtChange{stmtIndex: i, name: e.Name, st: ss.preparedStatement(e, st)})
 		case sqlplan.EffectDeallocate:
 			out = append(out, stmtChange{stmtIndex: i, name: e.Name})
 		case sqlplan.EffectDeallocateAll:
@@ -278,12 +291,44 @@ func (ss *session) statementChanges(i int, effects []sqlplan.Effect) []stmtChang
 	return out
 }
 
-// preparedStatement is the statement an SQL PREPARE defines.
-func (ss *session) preparedStatement(e sqlplan.Effect) *statement {
+// preparedStatement is the statement an SQL PREPARE (planned as outer)
+// defines.
+func (ss *session) preparedStatement(e sqlplan.Effect, outer *sqlplan.Statement) *statement {
 	c := ss.cloak
-	st := &statement{name: e.Name, sql: e.Text, prepared: true, planKey: c.view.Key()}
+	st := &statement{name: e.Name, sql: e.Text, planKey: c.view.Key(), qualified: qualifiers(outer)}
 	st.planInner(e.Statement, c.p)
 	return st
+}
+
+// qualifiers are the schemas the analysis qualified relation names with.
+func qualifiers(st *sqlplan.Statement) []string {
+	var q []string
+	for _, e := range st.Edits {
+		if e.Column == nil && !e.Backstop {
+			q = append(q, e.Verbatim+e.Value)
+		}
+	}
+	return q
+}
+
+// checkQualified refuses to run a prepared statement whose relation names
+// pgcloak qualified (several schemas hold them) once search_path resolves
+// them elsewhere: PostgreSQL would plan the statement again for the new
+// path, while the statement the server holds names the schemas of the old
+// one. Running it would silently write elsewhere than directly.
+func (ss *session) checkQualified(st *statement) error {
+	c := ss.cloak
+	if len(st.qualified) == 0 || st.planKey == c.view.Key() || st.sql == "" {
+		return nil
+	}
+	a, err := ss.analyze(st.sql)
+	if err == nil && a != nil && len(a.Statements) == 1 {
+		if slices.Equal(qualifiers(&a.Statements[0]), st.qualified) {
+			return nil
+		}
+	}
+	return &pgerr.Error{Code: pgerrcode.FeatureNotSupported,
+		Message: fmt.Sprintf("prepared statement %q names a relation that several schemas hold (%s), and search_path now resolves it elsewhere than when it was prepared; prepare it again (DEALLOCATE, then PREPARE or Parse) so that pgcloak and PostgreSQL agree which table it writes", st.name, strings.Join(st.qualified, ", "))}
 }
 
 // planCopy prepares the COPY of a protected table that a Query runs, if any.
@@ -301,7 +346,7 @@ func (ss *session) planCopy(a *sqlplan.Analysis) (*copyState, error) {
 		if err != nil {
 			var ce *copyfmt.Error
 			if errors.As(err, &ce) {
-				return nil, &pgerr.Error{Code: ce.Code, Message: ce.Message, Hint: ce.Hint, Plain: true}
+				return nil, &pgerr.Error{Code: ce.Code, Message: ce.Message, Hint: ce.Hint, Plain: !ce.Own}
 			}
 			return nil, err
 		}
@@ -365,6 +410,14 @@ func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis) ([]byte, error) {
 				out = append(out, sql[last:e.Start]...)
 				out = append(out, e.Verbatim...)
 				out = append(out, catalog.BackstopConstraint(e.Column.Name)...)
+				last = e.End
+				continue
+			}
+			if e.Column == nil {
+				// A relation name qualified with the schema planned for.
+				out = growSQL(out, sql)
+				out = append(out, sql[last:e.Start]...)
+				out = append(out, e.Verbatim...)
 				last = e.End
 				continue
 			}
@@ -449,7 +502,10 @@ func (ss *session) executeEdits(ex *sqlplan.Execute, inText map[string]*sqlplan.
 		if st == nil || st.refused {
 			return nil, unknownStatement(ex.Name)
 		}
-		params = ss.planFor(st).params
+		if err := ss.checkQualified(st); err != nil {
+			return nil, err
+		}
+		params = st.params
 	}
 	var edits []sqlplan.Edit
 	for i, col := range params {
@@ -494,8 +550,13 @@ func (ss *session) encrypt(col *column, format int16, v []byte) ([]byte, error) 
 
 // appendEncrypted is encrypt appending the value to dst.
 func (ss *session) appendEncrypted(dst []byte, col *column, format int16, v []byte) ([]byte, error) {
+	return ss.appendEncryptedWith(dst, col, format, v, &ss.cloak.fmtClient)
+}
+
+// appendEncryptedWith is appendEncrypted with the value formats f.
+func (ss *session) appendEncryptedWith(dst []byte, col *column, format int16, v []byte, f *values.Session) ([]byte, error) {
 	c := ss.cloak
-	plain, err := col.typ.Canonical(c.clientPlain[:0], format, v, &c.fmtClient)
+	plain, err := col.typ.Canonical(c.clientPlain[:0], format, v, f)
 	if err != nil {
 		return nil, columnValueError(col, err)
 	}
@@ -538,7 +599,7 @@ func (ss *session) parse(m []byte) error {
 	if err := msg.Decode(m[wire.HeaderLen:]); err != nil {
 		return wire.Protocol("invalid Parse message: " + err.Error())
 	}
-	st := &statement{name: msg.Name, sql: msg.Query, planKey: c.view.Key()}
+	st := &statement{name: msg.Name}
 	a, err := ss.analyze(msg.Query)
 	var sql []byte
 	if err == nil {
@@ -549,7 +610,8 @@ func (ss *session) parse(m []byte) error {
 	}
 	if err == nil && a != nil && len(a.Statements) == 1 {
 		st.effects = a.Statements[0].Effects
-		st.changes = ss.statementChanges(0, st.effects)
+		st.changes = ss.statementChanges(0, &a.Statements[0])
+		st.qualified, st.sql, st.planKey = qualifiers(&a.Statements[0]), msg.Query, c.view.Key()
 	}
 	if err != nil {
 		if err = ss.refuse(err); err != nil {
@@ -559,6 +621,7 @@ func (ss *session) parse(m []byte) error {
 			c.q.push(pending{kind: pParse, refusal: err, group: c.group,
 				changes: []stmtChange{{name: msg.Name, st: &statement{name: msg.Name, refused: true}}}})
 			c.mu.Unlock()
+			c.dropCopy = true
 			bad := pgproto3.Parse{Name: msg.Name, Query: refusedSQL}
 			out, _ := bad.Encode(c.inject())
 			_, werr := ss.toServer.Write(out)
@@ -640,34 +703,6 @@ func (st *statement) planInner(inner *sqlplan.Statement, p *Protection) {
 	st.effects = inner.Effects
 }
 
-// planFor returns st as the server runs it now: PostgreSQL plans a prepared
-// statement again when search_path has changed since it was planned (and so
-// may bind a name to another table); so does pgcloak, from its text.
-func (ss *session) planFor(st *statement) *statement {
-	c := ss.cloak
-	if st.sql == "" || st.planKey == c.view.Key() {
-		return st
-	}
-	a, err := ss.analyze(st.sql)
-	if err != nil || a == nil {
-		return st // the server will refuse what pgcloak would; keep the plan
-	}
-	re := *st
-	re.planKey = c.view.Key()
-	if st.prepared {
-		if len(a.Statements) == 1 && len(a.Statements[0].Effects) == 1 && a.Statements[0].Effects[0].Statement != nil {
-			re.planInner(a.Statements[0].Effects[0].Statement, c.p)
-		}
-	} else if re.plan(a, c.p) != nil {
-		return st
-	}
-	c.mu.Lock()
-	// The rows are described again by the server after the change.
-	re.rows, re.describeRequested = nil, false
-	c.mu.Unlock()
-	return &re
-}
-
 // predictRows is the row plan the analyzer expects for a one-statement
 // text, or nil.
 func predictRows(a *sqlplan.Analysis, p *Protection) *rowPlan {
@@ -725,9 +760,6 @@ func (ss *session) bind(m []byte) error {
 	if err != nil {
 		return err
 	}
-	if st != nil && !st.refused {
-		st = ss.planFor(st)
-	}
 	if st == nil || st.refused {
 		// A statement pgcloak refused, or one it never saw: it cannot tell
 		// which values are protected, so none is sent. PostgreSQL skips
@@ -737,14 +769,12 @@ func (ss *session) bind(m []byte) error {
 		if st == nil {
 			refusal = unknownStatement(stmtName)
 		}
-		c.mu.Lock()
-		delete(c.portals, portalName)
-		c.q.push(pending{kind: pBind, refusal: refusal, group: c.group})
-		c.mu.Unlock()
-		bad := pgproto3.Bind{DestinationPortal: portalName, PreparedStatement: refusedStmt}
-		b, _ := bad.Encode(c.inject())
-		_, werr := ss.toServer.Write(b)
-		return werr
+		return ss.refuseBind(portalName, refusal)
+	}
+	if err := ss.checkQualified(st); err != nil {
+		if err = ss.refuse(err); err != nil {
+			return ss.refuseBind(portalName, err)
+		}
 	}
 	po := &portal{stmt: st, resultFormats: resultFormats}
 	c.mu.Lock()
@@ -762,14 +792,7 @@ func (ss *session) bind(m []byte) error {
 		out, err = ss.encryptBind(m, st, po.serverFormats)
 		if err != nil {
 			if err = ss.refuse(err); err != nil {
-				c.mu.Lock()
-				delete(c.portals, portalName)
-				c.q.push(pending{kind: pBind, refusal: err, group: c.group})
-				c.mu.Unlock()
-				bad := pgproto3.Bind{DestinationPortal: portalName, PreparedStatement: refusedStmt}
-				b, _ := bad.Encode(c.inject())
-				_, werr := ss.toServer.Write(b)
-				return werr
+				return ss.refuseBind(portalName, err)
 			}
 			out = m
 		}
@@ -779,6 +802,23 @@ func (ss *session) bind(m []byte) error {
 	c.q.push(pending{kind: pBind, portal: po, group: c.group})
 	c.mu.Unlock()
 	_, err = ss.toServer.Write(out)
+	return err
+}
+
+// refuseBind sends PostgreSQL a Bind of the refused statement in place of
+// the client's, so no value reaches the server and the server's error keeps
+// the pipeline in step; refusal (nil for "let PostgreSQL say it") is what
+// the client sees in its place.
+func (ss *session) refuseBind(portalName string, refusal error) error {
+	c := ss.cloak
+	c.mu.Lock()
+	delete(c.portals, portalName)
+	c.q.push(pending{kind: pBind, refusal: refusal, group: c.group})
+	c.mu.Unlock()
+	c.dropCopy = true
+	bad := pgproto3.Bind{DestinationPortal: portalName, PreparedStatement: refusedStmt}
+	b, _ := bad.Encode(c.inject())
+	_, err := ss.toServer.Write(b)
 	return err
 }
 

@@ -67,12 +67,12 @@ func (ss *session) ClientMessage(t wire.ClientMsg, m []byte, w *bufio.Writer) er
 			return ss.copyData(byte(t), m)
 		}
 		if c.dropCopy {
-			// COPY data behind a refused Query (pgx sends it without
-			// waiting for CopyInResponse): it must not reach the server.
+			// COPY data behind a refused request (pgx sends it without
+			// waiting for CopyInResponse; the server, which skips to the
+			// next Sync, would ignore it): it must not reach the server.
 			return nil
 		}
 	case wire.Query, wire.Parse, wire.Bind, wire.Describe, wire.Execute, wire.Close, wire.Sync, wire.FunctionCall:
-		c.dropCopy = false
 		// A catalog refresh may have made a new protection: statements
 		// are planned against the newest (the client loop owns c.p).
 		if p := ss.prot.protection.Load(); p != nil {

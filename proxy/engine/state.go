@@ -92,18 +92,17 @@ type statement struct {
 	describeRequested bool
 	// refused: pgcloak replaced its Parse with one bound to fail.
 	refused bool
-	// sql is the statement's text and planKey the settings it was planned
-	// under: PostgreSQL plans a prepared statement again when search_path
-	// changes, and so does pgcloak (see planFor).
-	sql     string
-	planKey string
+	// qualified are the schemas pgcloak qualified relation names with
+	// (names several schemas hold), sql the client's text and planKey the
+	// search_path it was planned under: see checkQualified.
+	qualified []string
+	sql       string
+	planKey   string
 	// effects are the session-state changes the statement makes each time
 	// it runs (a prepared SET, PREPARE, BEGIN …); changes the prepared
 	// statements it defines or removes.
 	effects []sqlplan.Effect
 	changes []stmtChange
-	// prepared: made by SQL PREPARE (sql is the PREPARE statement).
-	prepared bool
 	// copyPlan is the COPY of a protected table the statement runs
 	// (through Parse/Bind/Execute).
 	copyPlan *sqlplan.Copy
@@ -197,8 +196,8 @@ type cloak struct {
 	groupOpen     bool
 	groupSettings bool
 
-	// dropCopy: a Query was refused; COPY data that follows it is dropped
-	// until the next other message. Client loop only.
+	// dropCopy: a request of the group being sent was refused; COPY data
+	// is dropped until the next group. Client loop only.
 	dropCopy bool
 	// copyIn is the COPY FROM whose data the client is sending (client
 	// loop); copyOut the COPY TO whose data the server is sending (server

@@ -88,10 +88,10 @@ type analyzer struct {
 	path       []string
 	pathOK     bool
 	pathCached bool
-	// once: the expressions being planned run exactly once (the target
-	// list of a SELECT without FROM or WHERE), so set_config there is an
-	// Effect rather than a maybe.
-	once bool
+	// once holds the function calls that run exactly once (the targets
+	// of a SELECT without FROM or WHERE), so set_config there is an Effect
+	// rather than a maybe.
+	once map[*pg.FuncCall]bool
 
 	toks    []*pg.ScanToken // the text's tokens without comments, scanned on first need
 	scanned bool
@@ -128,9 +128,20 @@ func (a *analyzer) dispatch(st *Statement, n *pg.Node, raw *pg.RawStmt) error {
 	case *pg.Node_SelectStmt:
 		st.Kind = "SELECT"
 		sel := v.SelectStmt
-		a.once = len(sel.FromClause) == 0 && sel.WhereClause == nil && sel.Op == pg.SetOperation_SETOP_NONE &&
-			len(sel.ValuesLists) == 0 && sel.HavingClause == nil && len(sel.GroupClause) == 0
-		defer func() { a.once = false }()
+		if len(sel.FromClause) == 0 && sel.WhereClause == nil && sel.Op == pg.SetOperation_SETOP_NONE &&
+			len(sel.ValuesLists) == 0 && sel.HavingClause == nil && len(sel.GroupClause) == 0 {
+			// A function that is a target of its own runs exactly once
+			// (not one inside CASE, COALESCE …).
+			for _, t := range sel.TargetList {
+				if fc := t.GetResTarget().GetVal().GetFuncCall(); fc != nil {
+					if a.once == nil {
+						a.once = map[*pg.FuncCall]bool{}
+					}
+					a.once[fc] = true
+				}
+			}
+			defer func() { a.once = nil }()
+		}
 		rule := keep
 		if v.SelectStmt.IntoClause != nil {
 			rule = noneRule("copy", "SELECT INTO would store its ciphertext in a new table, where it does not decrypt")

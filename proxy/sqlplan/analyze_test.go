@@ -18,6 +18,9 @@ import (
 func render(sql string, st *Statement) []string {
 	var out []string
 	for _, e := range st.Edits {
+		if e.Column == nil {
+			continue // a qualified name: see TestQualifyAmbiguous
+		}
 		v := fmt.Sprintf("%q", e.Value)
 		if e.Null {
 			v = "NULL"
@@ -307,10 +310,18 @@ func checkRewrite(t *testing.T, sql string, an *Analysis) {
 	last := 0
 	for i := range an.Statements {
 		for _, e := range an.Statements[i].Edits {
-			if e.Start < last || e.End <= e.Start || e.End > len(sql) {
+			if e.Start < last || e.End < e.Start || e.End == e.Start && e.Verbatim == "" || e.End > len(sql) {
 				t.Fatalf("bad edit range [%d:%d) after %d in %q", e.Start, e.End, last, sql)
 			}
 			b.WriteString(sql[last:e.Start])
+			if e.Verbatim != "" {
+				b.WriteString(e.Verbatim)
+				if e.Backstop {
+					b.WriteString("CONSTRAINT x CHECK (true)")
+				}
+				last = e.End
+				continue
+			}
 			if e.Null {
 				b.WriteString("NULL")
 			} else {
@@ -329,6 +340,43 @@ func checkRewrite(t *testing.T, sql string, an *Analysis) {
 	}
 	if len(tree.Stmts) != len(an.Statements) {
 		t.Fatalf("rewritten SQL has %d statements, want %d", len(tree.Stmts), len(an.Statements))
+	}
+}
+
+// TestQualifyAmbiguous: an unqualified name that several schemas hold is
+// qualified with the schema pgcloak planned for, in every statement kind;
+// one schema's name is left as written.
+func TestQualifyAmbiguous(t *testing.T) {
+	for _, tt := range []struct {
+		sql, want string
+		path      []string
+	}{
+		{`INSERT INTO customers (email) VALUES ('x')`, `INSERT INTO public.customers (email) VALUES ('x')`, nil},
+		{`INSERT INTO customers (email) VALUES ('x')`, `INSERT INTO app.customers (email) VALUES ('x')`, []string{"app", "public"}},
+		{`SELECT id FROM "customers" c WHERE ssn = $1`, `SELECT id FROM public."customers" c WHERE ssn = $1`, nil},
+		{`UPDATE customers SET email = NULL; DELETE FROM customers`, `UPDATE public.customers SET email = NULL; DELETE FROM public.customers`, nil},
+		{`SELECT o.id FROM orders o`, `SELECT o.id FROM orders o`, nil},
+		{`INSERT INTO app.customers (email) VALUES ('x')`, `INSERT INTO app.customers (email) VALUES ('x')`, nil},
+	} {
+		an, err := mustAnalyze(t, tt.sql, tt.path...)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.sql, err)
+		}
+		var b strings.Builder
+		last := 0
+		if an != nil {
+			for i := range an.Statements {
+				for _, e := range an.Statements[i].Edits {
+					if e.Column == nil {
+						b.WriteString(tt.sql[last:e.Start] + e.Verbatim)
+						last = e.End
+					}
+				}
+			}
+		}
+		if got := b.String() + tt.sql[last:]; got != tt.want {
+			t.Errorf("%s (path %v):\n got %s\nwant %s", tt.sql, tt.path, got, tt.want)
+		}
 	}
 }
 
@@ -413,6 +461,7 @@ func TestSessionState(t *testing.T) {
 			effects: [][]string{{"set extra_float_digits=3"}, {"set bytea_output=escape"}, {"set datestyle=SQL, DMY"}, {"set timezone=UTC"}, nil}},
 		{sql: `SELECT pg_catalog.set_config('search_path', ' App , "B" ', true)`, effects: [][]string{{`setlocal search_path= App , "B" `}}},
 		{sql: `SELECT set_config('search_path', 'app', false) FROM customers`, effects: [][]string{{"unknown search_path"}}},
+		{sql: `SELECT CASE WHEN false THEN set_config('search_path', 'app', false) END`, effects: [][]string{{"unknown search_path"}}},
 		{sql: `SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'`, effects: [][]string{{"unknown"}}},
 		{sql: `DISCARD ALL`, effects: [][]string{{"deallocateall", "resetall"}}},
 		{sql: `DEALLOCATE p1; DEALLOCATE PREPARE p2; DEALLOCATE ALL`, effects: [][]string{{"deallocate p1"}, {"deallocate p2"}, {"deallocateall"}}},

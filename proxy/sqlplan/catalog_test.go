@@ -107,3 +107,5 @@ func mustAnalyze(t testing.TB, sql string, path ...string) (*Analysis, error) {
 	}
 	return analyze(sql, cat, cat.ProtectedNames(), settings)
 }
+
+func (c *fakeCatalog) Ambiguous(name string) bool { return len(c.schemas[name]) > 1 }

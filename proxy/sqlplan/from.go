@@ -228,6 +228,19 @@ func (a *analyzer) schemaOf(rv *pg.RangeVar) (string, bool, error) {
 		return "", false, nil
 	}
 	s, ok := a.cat.Resolve(rv.Relname, path)
+	if ok && a.cat.Ambiguous(rv.Relname) && rv.Location >= 0 && int(rv.Location) < len(a.sql) {
+		// Several schemas hold the name: the plan depends on pgcloak's
+		// view of the search_path, so the name is qualified with the
+		// schema planned for. Had the path changed unseen (inside a
+		// function), or the other relation gone, the server then acts on
+		// what pgcloak planned for, or fails, and never writes plaintext
+		// where pgcloak would have encrypted. A prepared statement keeps
+		// the qualified name when PostgreSQL plans it again after a
+		// change of search_path. (A name only one schema holds is
+		// resolved the same whatever the path.)
+		at := int(rv.Location)
+		a.st.Edits = append(a.st.Edits, Edit{Start: at, End: at, Verbatim: quoteIdentifier(s) + ".", Value: rv.Relname})
+	}
 	return s, ok, nil
 }
 

@@ -64,6 +64,9 @@ type Catalog interface {
 	// with protected columns. A statement whose text mentions none of them
 	// is not parsed at all.
 	ProtectedNames() []string
+	// Ambiguous reports whether several schemas hold a relation called
+	// name, so that an unqualified reference depends on the search_path.
+	Ambiguous(name string) bool
 	// Unavailable returns why statements must not use schema.table now, or
 	// "": its protected columns no longer match the database (a column
 	// renamed, retyped or dropped around pgcloak, a missing backstop, a view
@@ -190,6 +193,10 @@ type Edit struct {
 	// column's backstop constraint clause, so the table never exists
 	// without it.
 	Backstop bool
+	// Verbatim, with Column nil, replaces the range as it is: the schema
+	// that qualifies a relation name several schemas hold ("app."; Value is
+	// the relation's name), so the server acts on the relation pgcloak
+	// planned for, whatever the search_path turns out to be.
 	Verbatim string
 }
 

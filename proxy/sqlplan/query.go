@@ -173,11 +173,15 @@ func (a *analyzer) targets(list []*pg.Node, sc *scope, rule outRule, bind []*Col
 		if rt == nil {
 			continue
 		}
+		if hasStar(rt.Val) {
+			// * and (row).* expand to several values: their positions
+			// against the target columns are not the list's.
+			if c := firstColumn(bind[min(i, len(bind)):]); c != nil {
+				return nil, refuse("store into", c.String(), "with * or (row).* in INSERT … SELECT pgcloak cannot tell which value goes to which column; list the values")
+			}
+		}
 		if cr := rt.Val.GetColumnRef(); cr != nil {
 			if names, star := fields(cr); star {
-				if c := firstColumn(bind[min(i, len(bind)):]); c != nil {
-					return nil, refuse("store into", c.String(), "with * in INSERT … SELECT pgcloak cannot tell which value goes to which column; list the values")
-				}
 				for _, r := range sc.starRels(names) {
 					r.expand(out)
 				}

@@ -7,6 +7,7 @@ const (
 	CodeSyntaxError         = "42601" // syntax_error: unparseable text naming a protected table
 	CodeInternalError       = "XX000" // internal_error: the analyzer itself failed (fail closed)
 	CodeNotInPrerequisite   = "55000" // object_not_in_prerequisite_state: the rules do not match the catalog now
+	CodeUndefinedColumn     = "42703" // undefined_column: a protected table's column the catalog does not show
 )
 
 // Refusal is a statement pgcloak will not forward because it would store

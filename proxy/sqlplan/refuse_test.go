@@ -282,3 +282,18 @@ func TestRefusalError(t *testing.T) {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }
+
+// TestRowExpansionIntoProtected: a (row).* feeding an INSERT's target
+// columns is refused (its values' positions are not the list's).
+func TestRowExpansionIntoProtected(t *testing.T) {
+	for _, sql := range []string{
+		`INSERT INTO customers SELECT (ROW(1, 'x')::customers).*`,
+		`INSERT INTO customers SELECT (t).* FROM (SELECT ROW(2, 'y')::customers AS t) s`,
+		`INSERT INTO customers SELECT (o).* FROM orders o`,
+		`INSERT INTO customers (id, email) SELECT 1, (o).* FROM orders o`,
+	} {
+		if _, err := mustAnalyze(t, sql); err == nil || !strings.Contains(err.Error(), "(row).*") {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+}

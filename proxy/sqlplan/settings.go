@@ -243,8 +243,8 @@ type Effect struct {
 	Name string
 	// Value is the new value of a setting (SET, set_config).
 	Value string
-	// Statement is the plan of a statement PREPARE makes, and Text the
-	// PREPARE statement's text (to plan it again).
+	// Statement is the plan of the statement PREPARE makes, and Text the
+	// PREPARE statement's own text.
 	Statement *Statement
 	Text      string
 }

@@ -118,7 +118,7 @@ func (a *analyzer) setConfig(fc *pg.FuncCall) error {
 			return refuse("set", "search_path", "pgcloak must know the new search_path: pass literals to set_config, or use SET search_path")
 		}
 	}
-	if !ok1 || !ok2 || !a.once {
+	if !ok1 || !ok2 || !a.once[fc] {
 		a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUnknownSet, Name: name})
 		return nil
 	}

@@ -49,8 +49,11 @@ func ViewOutputs(def string, cat Catalog) (cols []*Column, err error) {
 	if len(a.touched) == 0 {
 		return nil, nil
 	}
-	if len(st.Edits) > 0 {
-		return nil, refuse("compare", st.Edits[0].Column.String(), "the view compares it with a literal, which the view stores as plaintext and which can never match the ciphertext; compare in the query that reads the view, through pgcloak")
+	for _, e := range st.Edits {
+		if e.Column == nil {
+			continue
+		}
+		return nil, refuse("compare", e.Column.String(), "the view compares it with a literal, which the view stores as plaintext and which can never match the ciphertext; compare in the query that reads the view, through pgcloak")
 	}
 	if out == nil || !out.complete || s.Op > pg.SetOperation_SETOP_NONE || len(s.ValuesLists) > 0 || len(out.list) != len(s.TargetList) {
 		return nil, refuse("read", a.touched[0], "pgcloak cannot tell which protected column each output column of the view returns")

@@ -21,6 +21,9 @@ func (a *analyzer) insert(ins *pg.InsertStmt, parent *scope, rule outRule) (*out
 		if len(ins.Cols) > 0 {
 			for _, c := range ins.Cols {
 				rt := c.GetResTarget()
+				if err := target.known(rt.GetName()); err != nil {
+					return nil, err
+				}
 				if col := target.cols[rt.GetName()]; col != nil && len(rt.Indirection) > 0 {
 					return nil, refuse("store into", col.String(), "a field or element of an encrypted value cannot be assigned")
 				}
@@ -167,6 +170,11 @@ func (a *analyzer) assign(list []*pg.Node, target *rel, sc *scope) error {
 		if rt == nil {
 			continue
 		}
+		if len(target.cols) > 0 {
+			if err := target.known(rt.Name); err != nil {
+				return err
+			}
+		}
 		col := target.cols[rt.Name]
 		val := rt.Val
 		if mar := val.GetMultiAssignRef(); mar != nil {
@@ -256,4 +264,21 @@ func describe(n *pg.Node) string {
 		return "a cast of " + describe(v.TypeCast.Arg)
 	}
 	return "an expression"
+}
+
+// known refuses a write to a column that the catalog does not show in a
+// protected table: a value for it would go to the server unencrypted, and it
+// may be a protected column renamed around pgcloak. The session reads the
+// catalog again and plans once more before it gives this answer.
+func (r *rel) known(name string) error {
+	if r.all == nil {
+		return nil
+	}
+	for _, n := range r.all {
+		if n == name {
+			return nil
+		}
+	}
+	return &Refusal{Code: CodeUndefinedColumn, Op: "write", Column: r.table + "." + name,
+		Reason: "pgcloak's catalog shows no such column in this protected table (renamed around pgcloak?); write to the columns the table has"}
 }

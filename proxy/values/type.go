@@ -286,3 +286,13 @@ func Lookup(spec string) (*Type, error) {
 	}
 	return t, nil
 }
+
+// textual reports whether the type's binary form carries text (and so
+// travels in the client encoding).
+func (t *Type) textual() bool {
+	switch t.kind {
+	case kindText, kindVarchar, kindBpchar, kindJSONB:
+		return true
+	}
+	return false
+}

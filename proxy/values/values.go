@@ -77,6 +77,10 @@ func (t *Type) Encode(dst []byte, canonical []byte, format int16, s *Session) ([
 		}
 	case 1:
 		dst, err = t.toBinary(dst, canonical, s)
+		if err == nil && s.encoding != "" && t.textual() {
+			// Text types travel in the client encoding in binary too.
+			err = s.checkEncoding(dst[n:])
+		}
 	default:
 		return dst, errFormatCode(format)
 	}
