@@ -26,8 +26,13 @@ testdeps:
 vault:
 	./tools/buildvault.sh
 
+# staticcheck is pinned here and fetched by the go command (not a go.mod
+# dependency of pgcloak).
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 vet:
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 
 # Its own set-up first (testdeps, vault), then the packages with concurrent

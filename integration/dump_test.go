@@ -311,9 +311,3 @@ func TestDumpRestore(t *testing.T) {
 		}
 	})
 }
-
-// lastLines is the last n lines of s.
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}

@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -197,7 +196,6 @@ type lcProxy struct {
 	addr string
 	srv  *proxy.Server
 	keys crypto.Keyrings
-	once sync.Once
 	stop func()
 }
 

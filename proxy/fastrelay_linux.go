@@ -196,8 +196,9 @@ var errFastTerminated = errors.New("client terminated")
 // runFast relays the session on the fast path until it ends. Bytes already
 // buffered by the frame readers are forwarded first; then the sockets are
 // taken from Go's poller. It returns why the session ended (nil: the client
-// terminated) and whether a query was in flight.
-func (ss *session) runFast() (err error, busy bool, ok bool) {
+// terminated) and whether a query was in flight; ok is false when the fast
+// path is not available and nothing was done.
+func (ss *session) runFast() (busy, ok bool, err error) {
 	// Forward what the frame readers hold beyond the last whole message
 	// (a pipelining client may have sent more), and let the scanners start
 	// where it ends.
@@ -212,28 +213,28 @@ func (ss *session) runFast() (err error, busy bool, ok bool) {
 	}{{ss.fromClient, ss.toServer, &clientScan, true}, {ss.fromServer, ss.toClient, &serverScan, false}} {
 		if rest := leg.r.Rest(); len(rest) > 0 {
 			if _, err := leg.scan.scan(rest, ss.srv.maxBody, leg.c); err != nil {
-				return err, false, true
+				return false, true, err
 			}
 			leg.w.Write(rest)
 		}
 		if err := leg.w.Flush(); err != nil {
-			return err, false, true
+			return false, true, err
 		}
 	}
 	clientFD, cerr := detach(ss.client)
 	if cerr != nil {
-		return nil, false, false
+		return false, false, nil
 	}
 	serverFD, serr := detach(ss.server)
 	if serr != nil {
 		syscall.Close(clientFD)
-		return nil, false, false
+		return false, false, nil
 	}
 	l, lerr := ss.srv.fast.pick()
 	if lerr != nil {
 		syscall.Close(clientFD)
 		syscall.Close(serverFD)
-		return lerr, false, true
+		return false, true, lerr
 	}
 	p := &pipe{loop: l, maxBody: ss.srv.maxBody, done: make(chan error, 1)}
 	p.stats = [2]dirStats{ss.c2s, ss.s2c}
@@ -246,13 +247,13 @@ func (ss *session) runFast() (err error, busy bool, ok bool) {
 	if err := l.add(p); err != nil {
 		syscall.Close(clientFD)
 		syscall.Close(serverFD)
-		return err, false, true
+		return false, true, err
 	}
 	err = <-p.done
 	if err == errFastTerminated {
 		err = nil
 	}
-	return err, p.busy, true
+	return p.busy, true, err
 }
 
 // detach takes a TCP or Unix socket out of Go's poller: it duplicates the

@@ -8,4 +8,4 @@ type fastRelays struct{}
 
 func (f *fastRelays) stop() {}
 
-func (ss *session) runFast() (err error, busy bool, ok bool) { return nil, false, false }
+func (ss *session) runFast() (busy, ok bool, err error) { return false, false, nil }

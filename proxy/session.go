@@ -128,7 +128,7 @@ func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, s
 	s.register(ss)
 	defer s.unregister(ss)
 	if hook == nil && !info.TLS && target.tls == nil {
-		if err, busy, ok := ss.runFast(); ok {
+		if busy, ok, err := ss.runFast(); ok {
 			if err != nil && !isBenign(err) {
 				log.Info("session ended", zap.Error(err))
 			}

@@ -139,8 +139,6 @@ type Rewriter struct {
 	lescape              byte // the line reader's escape: 0 when equal to quote
 	null                 []byte
 	hexPlainCSV          bool      // CSV: `\x<hex>` never needs quotes
-	special              [256]bool // text: \n \r \; CSV outside quotes: \n \r quote
-	specialQ             [256]bool // CSV inside quotes: quote, escape, \n, \r
 	fieldSpec            [256]bool // text: delimiter and \; CSV: delimiter and quote
 	textPlain            [256]bool // text output: bytes that never need escaping
 

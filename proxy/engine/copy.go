@@ -24,7 +24,6 @@ type copyState struct {
 	// failed: CopyFail was sent; the rest of the client's data is dropped.
 	failed bool
 	out    []byte
-	value  []byte
 	// fmt shapes the values: the session's, with the COPY's ENCODING
 	// option (text and CSV) as the client encoding.
 	fmt values.Session

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"strings"
 	"sync"
 
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
@@ -48,6 +47,3 @@ func (c *planCache) put(key string, e planEntry) {
 	}
 	c.m[key] = e
 }
-
-// pathKey is the cache-key prefix of a search_path.
-func pathKey(path []string) string { return strings.Join(path, "\x00") + "\x01" }

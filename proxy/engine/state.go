@@ -216,15 +216,13 @@ type cloak struct {
 	ddlSeen bool
 
 	// Scratch buffers of the client loop.
-	clientScratch []byte // large client messages
 	injectScratch []byte // messages pgcloak writes itself
 	clientPlain   []byte // canonical plaintext being encrypted
 
 	// Scratch buffers of the server loop.
-	serverScratch []byte // large server messages
-	rowScratch    []byte // rebuilt DataRows
-	hexScratch    []byte // decoded bytea text
-	serverPlain   []byte // decrypted plaintext
+	rowScratch  []byte // rebuilt DataRows
+	hexScratch  []byte // decoded bytea text
+	serverPlain []byte // decrypted plaintext
 }
 
 // newCloak returns the state of a new session of user with protection p.

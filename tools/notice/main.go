@@ -102,7 +102,7 @@ func Generate() ([]byte, error) {
 	}
 	goLicence, err := os.ReadFile(filepath.Join(goroot, "LICENSE"))
 	if err != nil {
-		return nil, fmt.Errorf("Go's own licence: %w", err)
+		return nil, fmt.Errorf("reading Go's own licence: %w", err)
 	}
 	return render(mods, string(goLicence))
 }
