@@ -511,7 +511,9 @@ func (a *analyzer) serverCode(raw *pg.RawStmt) error {
 	}
 	for _, t := range texts {
 		if name := mentioned(t, a.names); name != "" {
-			return refuse("run server-side code on", name, "pgcloak cannot see inside DO blocks, function bodies or rules, so their writes and comparisons would bypass encryption")
+			return withHint(refuse("run server-side code on", name, "pgcloak cannot see inside DO blocks, function bodies or rules, so their writes and comparisons would bypass encryption"),
+				"Send the statements themselves through pgcloak. Functions that must touch protected tables are created directly in PostgreSQL; "+
+					"the column's CHECK backstop refuses any plaintext they would write. Sequelize's findOrCreate wraps its INSERT in a function: use findCreateFind.")
 		}
 	}
 	return nil
