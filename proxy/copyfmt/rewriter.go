@@ -65,9 +65,12 @@ type Config struct {
 	// Encoding of the data: "UTF8" (or "") or "SQL_ASCII". For UTF8, COPY
 	// FROM data is checked as PostgreSQL checks it (invalid byte sequences,
 	// NUL), so that protected fields — which the server never sees as text
-	// — fail the same way. Other encodings are refused: the session must
-	// not hand them here.
+	// — fail the same way. Other encodings are refused unless Converted.
 	Encoding string
+	// Converted: Encoding is one whose non-ASCII bytes are all ≥ 0x80 and
+	// Transform converts (and checks) the protected fields from it; the
+	// rest of the data is the server's to check.
+	Converted bool
 }
 
 type eolType uint8
@@ -202,8 +205,12 @@ func (r *Rewriter) Reset(c Config) error {
 	case "SQL_ASCII":
 		r.utf8 = false
 	default:
+		if c.Converted {
+			r.utf8 = false
+			break
+		}
 		return &Error{Code: CodeFeatureNotSupported, Own: true,
-			Message: "cannot copy " + c.Table + " in encoding " + c.Encoding + ": COPY of tables with protected columns is supported in UTF8 and SQL_ASCII",
+			Message: "cannot copy " + c.Table + " in encoding " + c.Encoding + ": pgcloak does not convert this encoding for protected columns",
 			Hint:    "Use ENCODING 'UTF8' (and client_encoding UTF8), or convert the file first."}
 	}
 	switch o.Format {

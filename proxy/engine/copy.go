@@ -69,7 +69,8 @@ func (ss *session) newCopy(cp *sqlplan.Copy) (*copyState, error) {
 	if o.Format == copyfmt.Binary {
 		enc = ""
 	}
-	st.cfg = copyfmt.Config{Options: o, Direction: dir, Table: cp.Table, Columns: cp.Columns, Protected: protected, Transform: fn, Encoding: enc}
+	st.cfg = copyfmt.Config{Options: o, Direction: dir, Table: cp.Table, Columns: cp.Columns, Protected: protected, Transform: fn, Encoding: enc,
+		Converted: values.Converts(enc)}
 	if st.rw, err = copyfmt.NewRewriter(st.cfg); err != nil {
 		return nil, err
 	}

@@ -94,18 +94,24 @@ func (c *cloak) pendingStatement(name string) (st *statement, found, current boo
 
 // waitLocked waits, with mu held, until the server loop has answered a
 // group: what the client sent is flushed first, so the answer can come.
+// mu is let go during the flush; an answer that arrives then counts, so
+// the caller rechecks its condition instead of waiting for a later answer
+// that may never come (nothing more is sent until it returns).
 func (ss *session) waitLocked() error {
 	c := ss.cloak
+	seen := c.answers
 	c.mu.Unlock()
 	err := ss.toServer.Flush()
 	c.mu.Lock()
 	if err != nil {
 		return err
 	}
+	for c.answers == seen && !c.closed {
+		c.answered.Wait()
+	}
 	if c.closed {
 		return errSessionClosed
 	}
-	c.answered.Wait()
 	return nil
 }
 
@@ -234,6 +240,7 @@ func (ss *session) readyLocked(status byte, answered *pending) {
 	if answered != nil && answered.settingsGroup {
 		c.settingsInflight--
 	}
+	c.answers++
 	c.answered.Broadcast()
 }
 

@@ -115,8 +115,12 @@ func (c *cloak) inject() []byte { return c.injectScratch[:0] }
 // settings, through the server-wide cache.
 func (ss *session) analyze(sql string) (*sqlplan.Analysis, error) {
 	c := ss.cloak
-	if !sqlplan.MayMatter(sql, c.p) {
+	text, offs, err := utf8Text(sql, &c.fmtClient)
+	if !sqlplan.MayMatter(text, c.p) {
 		return nil, nil
+	}
+	if err != nil {
+		return nil, err // bytes the client encoding does not define, or an encoding pgcloak does not convert
 	}
 	if scs, ok := c.view.Get(sqlplan.StandardConformingStrings); ok && scs != "on" && strings.IndexByte(sql, '\\') >= 0 {
 		// Without a backslash a text lexes the same either way; with one,
@@ -125,14 +129,21 @@ func (ss *session) analyze(sql string) (*sqlplan.Analysis, error) {
 			Column: "a statement on protected tables",
 			Reason: "standard_conforming_strings is off in this session and the text holds a backslash; pgcloak reads literals as with it on. Turn standard_conforming_strings on (SET standard_conforming_strings = on), or pass values as parameters"}
 	}
+	analyze := func() (*sqlplan.Analysis, error) {
+		a, err := sqlplan.Analyze(text, c.p, c.view)
+		if offs != nil && err == nil {
+			a, err = toClientText(a, offs, &c.fmtClient)
+		}
+		return a, err
+	}
 	if len(sql) > planCacheMaxSQL {
-		return sqlplan.Analyze(sql, c.p, c.view)
+		return analyze()
 	}
 	key := c.view.User + "\x00" + c.view.Key() + "\x01" + sql
 	if e, ok := c.p.plans.get(key); ok {
 		return e.a, e.err
 	}
-	a, err := sqlplan.Analyze(sql, c.p, c.view)
+	a, err := analyze()
 	var rf *sqlplan.Refusal
 	if errors.As(err, &rf) && rf.Code == sqlplan.CodeUndefinedColumn {
 		// A protected table's column the catalog does not show: it may

@@ -170,7 +170,11 @@ type cloak struct {
 	// answered is signalled (under mu) each time the server has answered
 	// a group (ReadyForQuery), and when the session ends (closed).
 	answered sync.Cond
-	closed   bool
+	// answers counts the signals of answered, so that a waiter that let go
+	// of mu (to flush) sees an answer that came meanwhile instead of
+	// waiting for one that has already been given.
+	answers uint64
+	closed  bool
 
 	// The committed session state, as the server confirmed it (see
 	// follow.go): settings with their transaction levels, the prepared

@@ -76,8 +76,10 @@
 //   - a TimeZone setting that LoadTimeZone cannot load: timestamptz values
 //     without an explicit offset, and all timestamptz output, fail until a
 //     loadable zone is set;
-//   - client encodings other than UTF8 and SQL_ASCII, for values that are
-//     not plain ASCII (no conversion tables are carried).
+//   - client encodings pgcloak does not convert (SJIS, BIG5, GBK, UHC,
+//     GB18030, JOHAB: see charset.go), for values that are not plain ASCII;
+//     and in EUC_JP the 106 IBM-extension characters at 0x8F 0xF3F3–0xF4FE
+//     (0A000).
 //
 // Deliberate differences from PostgreSQL 15: a timestamp(p)/timestamptz(p)
 // value that rounds to 294277-01-01 00:00:00 is refused as out of range

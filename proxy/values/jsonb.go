@@ -522,8 +522,9 @@ func jsonbFromBinary(dst, v []byte, s *Session) ([]byte, error) {
 	if v[0] != 1 {
 		return dst, newError(CodeInternalError, "unsupported jsonb version number "+strconv.Itoa(int(v[0])))
 	}
-	if err := checkText(v[1:], s); err != nil {
+	text, err := s.clientText(v[1:])
+	if err != nil {
 		return dst, err
 	}
-	return jsonbFromText(dst, v[1:])
+	return jsonbFromText(dst, text)
 }

@@ -2,6 +2,7 @@ package values
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,7 @@ type Session struct {
 	tzName   string         // TimeZone as last set, for messages
 	tzErr    error          // TimeZone could not be loaded: timestamptz fails closed
 	encoding string         // "" = UTF8; otherwise a client_encoding other than UTF8/SQL_ASCII
+	cs       *charset       // the conversion of encoding; nil when pgcloak has none
 	escape   bool           // bytea_output = escape
 	floatDig int            // extra_float_digits <= 0: %.{15+efd}g; 0 means shortest (efd > 0)
 }
@@ -90,9 +92,12 @@ func (s *Session) Set(name, value string) error {
 	case "client_encoding":
 		switch normEncoding(value) {
 		case "utf8", "unicode", "sqlascii":
-			s.encoding = ""
+			s.encoding, s.cs = "", nil
 		default:
 			s.encoding = strings.ToUpper(value)
+			if s.cs = lookupCharset(value); s.cs != nil {
+				s.encoding = s.cs.name
+			}
 		}
 	case "bytea_output":
 		switch strings.ToLower(strings.TrimSpace(value)) {
@@ -201,21 +206,14 @@ func (s *Session) location() (*time.Location, error) {
 	return s.loc, nil
 }
 
-// checkEncoding fails closed for client encodings other than UTF8 and
-// SQL_ASCII when v is not plain ASCII: every PostgreSQL client encoding is
-// ASCII in the ASCII range, but pgcloak does not convert the rest.
-func (s *Session) checkEncoding(v []byte) error {
-	if s.encoding == "" {
-		return nil
+// unsupportedEncoding is the refusal of a non-ASCII value in a client
+// encoding pgcloak does not convert.
+func (s *Session) unsupportedEncoding() error {
+	names := SupportedEncodings()
+	sort.Strings(names)
+	return &ValueError{
+		Code:    CodeFeatureNotSupported,
+		Message: "client_encoding " + s.encoding + " is not supported for non-ASCII values of protected columns",
+		Hint:    "Use client_encoding UTF8, or one of " + strings.Join(names, ", ") + ".",
 	}
-	for _, c := range v {
-		if c >= 0x80 {
-			return &ValueError{
-				Code:    CodeFeatureNotSupported,
-				Message: "client_encoding " + s.encoding + " is not supported for non-ASCII values of protected columns",
-				Hint:    "Use client_encoding UTF8.",
-			}
-		}
-	}
-	return nil
 }

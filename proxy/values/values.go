@@ -27,7 +27,7 @@ func (t *Type) Canonical(dst []byte, format int16, v []byte, s *Session) ([]byte
 	var err error
 	switch format {
 	case 0:
-		if err = checkText(v, s); err != nil {
+		if v, err = s.clientText(v); err != nil {
 			return dst, err
 		}
 		dst, err = t.fromText(dst, v, s)
@@ -73,13 +73,13 @@ func (t *Type) Encode(dst []byte, canonical []byte, format int16, s *Session) ([
 	case 0:
 		dst, err = t.toText(dst, canonical, s)
 		if err == nil && s.encoding != "" {
-			err = s.checkEncoding(dst[n:])
+			dst, err = s.clientBytes(dst, n)
 		}
 	case 1:
 		dst, err = t.toBinary(dst, canonical, s)
 		if err == nil && s.encoding != "" && t.textual() {
 			// Text types travel in the client encoding in binary too.
-			err = s.checkEncoding(dst[n:])
+			dst, err = s.clientBytes(dst, n)
 		}
 	default:
 		return dst, errFormatCode(format)
@@ -117,7 +117,8 @@ func (t *Type) fromText(dst, v []byte, s *Session) ([]byte, error) {
 func (t *Type) fromBinary(dst, v []byte, s *Session) ([]byte, error) {
 	switch t.kind {
 	case kindText, kindVarchar, kindBpchar:
-		if err := checkText(v, s); err != nil {
+		v, err := s.clientText(v)
+		if err != nil {
 			return dst, err
 		}
 		return t.charFromText(dst, v)
@@ -177,12 +178,54 @@ func (t *Type) toBinary(dst, c []byte, s *Session) ([]byte, error) {
 	panic("values: unknown kind")
 }
 
-// checkText validates text sent by the client as PostgreSQL's
-// pg_client_to_server does before any input function runs: the bytes must be
-// valid in the encoding and contain no NUL. Only UTF8 (and SQL_ASCII, which
-// PostgreSQL verifies against the server encoding, assumed UTF8) is
-// converted; other client encodings are accepted for ASCII values only.
-func checkText(v []byte, s *Session) error {
+// clientText returns text the client sent, as UTF-8, checked as
+// PostgreSQL's pg_client_to_server checks it before any input function
+// runs: converted from the client encoding (see charset.go), valid UTF-8,
+// no NUL.
+func (s *Session) clientText(v []byte) ([]byte, error) {
+	if s.encoding != "" && !isASCII(v) {
+		if s.cs == nil {
+			return nil, s.unsupportedEncoding()
+		}
+		u, err := s.cs.toUTF8(nil, v)
+		if err != nil {
+			return nil, err
+		}
+		v = u
+	}
+	return v, checkText(v)
+}
+
+// clientBytes converts dst[n:], text appended in UTF-8, to the client
+// encoding, as PostgreSQL's pg_server_to_client does for what it sends.
+func (s *Session) clientBytes(dst []byte, n int) ([]byte, error) {
+	if isASCII(dst[n:]) {
+		return dst, nil
+	}
+	if s.cs == nil {
+		return dst[:n], s.unsupportedEncoding()
+	}
+	out, err := s.cs.fromUTF8(dst[n:])
+	if err != nil {
+		return dst[:n], err
+	}
+	return append(dst[:n], out...), nil
+}
+
+// isASCII reports whether v holds only ASCII bytes: text that reads the
+// same in every client encoding PostgreSQL has.
+func isASCII(v []byte) bool {
+	for _, c := range v {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// checkText checks UTF-8 text as pg_verify_mbstr does: valid UTF-8 and no
+// NUL.
+func checkText(v []byte) error {
 	for i := 0; i < len(v); {
 		// Eight ASCII bytes at a time while none is NUL or non-ASCII.
 		if i+8 <= len(v) {
@@ -199,9 +242,6 @@ func checkText(v []byte, s *Session) error {
 			}
 			i++
 			continue
-		}
-		if s.encoding != "" {
-			return s.checkEncoding(v)
 		}
 		r, size := utf8.DecodeRune(v[i:])
 		if r == utf8.RuneError && size <= 1 {

@@ -478,6 +478,54 @@ func TestClientEncoding(t *testing.T) {
 	}
 }
 
+// TestClientEncodingConverted checks the client encodings pgcloak converts:
+// text arrives in them and leaves in them, the canonical plaintext is
+// UTF-8, and what they cannot hold is PostgreSQL's error.
+func TestClientEncodingConverted(t *testing.T) {
+	text := mustLookup(t, "text")
+	bin := mustLookup(t, "jsonb")
+	for _, c := range []struct{ enc, client, utf8 string }{
+		{"LATIN1", "M\xfcller", "Müller"},
+		{"latin1", "\xe9t\xe9", "été"},
+		{"WIN1252", "\x80 5", "€ 5"},
+		{"KOI8R", "\xf0\xd2\xc9\xd7\xc5\xd4", "Привет"},
+		{"EUC_JP", "\xbb\xb3\xc5\xc4", "山田"},
+		{"EUCJP", "\x8e\xb6\x8e\xc0", "ｶﾀ"},
+		{"EUC_KR", "\xc7\xd1", "한"},
+	} {
+		s := &values.Session{}
+		if err := s.Set("client_encoding", c.enc); err != nil {
+			t.Fatal(err)
+		}
+		for _, format := range []int16{0, 1} {
+			got, err := text.Canonical(nil, format, []byte(c.client), s)
+			if err != nil || string(got) != c.utf8 {
+				t.Errorf("%s format %d: canonical %q, %v; want %q", c.enc, format, got, err, c.utf8)
+			}
+			out, err := text.Encode(nil, []byte(c.utf8), format, s)
+			if err != nil || string(out) != c.client {
+				t.Errorf("%s format %d: output %q, %v; want %q", c.enc, format, out, err, c.client)
+			}
+		}
+		j, err := bin.Canonical(nil, 0, []byte(`"`+c.client+`"`), s)
+		if err != nil || string(j) != `"`+c.utf8+`"` {
+			t.Errorf("%s jsonb: %q, %v", c.enc, j, err)
+		}
+	}
+	s := &values.Session{}
+	_ = s.Set("client_encoding", "LATIN1")
+	var ve *values.ValueError
+	if _, err := text.Encode(nil, []byte("山"), 0, s); !errors.As(err, &ve) || ve.Code != "22P05" ||
+		ve.Message != `character with byte sequence 0xe5 0xb1 0xb1 in encoding "UTF8" has no equivalent in encoding "LATIN1"` {
+		t.Errorf("untranslatable: %v", err)
+	}
+	_ = s.Set("client_encoding", "EUC_JP")
+	if _, err := text.Canonical(nil, 0, []byte("a\xbb"), s); !errors.As(err, &ve) || ve.Code != "22021" ||
+		ve.Message != `invalid byte sequence for encoding "EUC_JP": 0xbb` {
+		t.Errorf("invalid EUC_JP: %v", err)
+	}
+}
+
 // TestPgtypeDecodes checks our binary output with pgx's own decoders, an
 // implementation independent of ours.
 func TestPgtypeDecodes(t *testing.T) {
