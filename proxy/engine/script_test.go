@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -334,6 +335,20 @@ func (e *engineTest) async(msgs ...pgproto3.FrontendMessage) func() asyncStep {
 		}
 		return asyncStep{}
 	}
+}
+
+// waiting returns once the client loop waits for the server's answer
+// (blocked in waitLocked): a step sent with async has then gone as far as
+// it can without the answer.
+func (e *engineTest) waiting() {
+	e.t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("engine.(*session).waitLocked")) {
+			return
+		}
+	}
+	e.t.Fatal("the client loop does not wait for the server's answer")
 }
 
 // asyncStep is an async step that ended.

@@ -52,6 +52,7 @@ func TestBindWaitsForParse(t *testing.T) {
 	e.client(parse("w", "INSERT INTO people (name) VALUES ($1)"), syncMsg()).
 		want(`Parse "w" "INSERT INTO people (name) VALUES ($1)"`, `Describe S "w"`, `Sync`)
 	waiting := e.async(bind("", "w", "Alice Liddell"), execute("", 0), syncMsg())
+	e.waiting()
 	e.server(&pgproto3.ParseComplete{}, &pgproto3.ParameterDescription{ParameterOIDs: []uint32{oidBytea}}, &pgproto3.NoData{}, ready('I')).
 		want(`ParseComplete`, `ReadyForQuery I`)
 	waiting().done().want(`Bind "" "w" pf=[1] [⟨name=Alice Liddell⟩]`, `Execute "" 0`, `Sync`)
@@ -63,6 +64,7 @@ func TestServerGoneWakesClient(t *testing.T) {
 	e := newEngine(t)
 	e.client(parse("w", "INSERT INTO people (name) VALUES ($1)"), syncMsg())
 	waiting := e.async(bind("", "w", "Alice Liddell"))
+	e.waiting()
 	e.hook.ServerGone()
 	if err := waiting().err; !errors.Is(err, errSessionClosed) {
 		t.Fatalf("client loop: %v", err)
@@ -77,6 +79,7 @@ func TestSettingsWaitForAnswer(t *testing.T) {
 	e := newEngine(t)
 	e.client(&pgproto3.Query{String: "SET DateStyle = 'SQL, DMY'"})
 	waiting := e.async(&pgproto3.Query{String: "INSERT INTO people (born) VALUES ('01/02/2024')"})
+	e.waiting()
 	e.server(complete("SET"), &pgproto3.ParameterStatus{Name: "DateStyle", Value: "SQL, DMY"}, ready('I'))
 	waiting().done().want(`Query "INSERT INTO people (born) VALUES (⟨born=2024-02-01⟩)"`)
 	e.server(complete("INSERT 0 1"), ready('I'))
@@ -99,6 +102,26 @@ func TestSetRolledBack(t *testing.T) {
 	e.client(&pgproto3.Query{String: "SELECT secret FROM people"})
 	e.server(rowDescription(col("secret")), dataRow(byteaText(e.ciphertext("secret", "\x00\xffA")))).
 		want(`RowDescription secret:17`, `DataRow "\\x00ff41"`)
+}
+
+// TestSetUndoneByError: a SET in a group (a Query, or messages up to a
+// Sync) that fails later is undone with the implicit transaction, as
+// PostgreSQL undoes it.
+func TestSetUndoneByError(t *testing.T) {
+	e := newEngine(t)
+	secret := byteaText(e.ciphertext("secret", "\x00\xffA"))
+	e.client(&pgproto3.Query{String: "SET bytea_output = escape; SELECT 1/0"})
+	e.server(complete("SET"), serverError("22012", "division by zero"), ready('I'))
+	e.client(&pgproto3.Query{String: "SELECT secret FROM people"})
+	e.server(rowDescription(col("secret")), dataRow(secret), complete("SELECT 1"), ready('I')).
+		want(`RowDescription secret:17`, `DataRow "\\x00ff41"`, `CommandComplete "SELECT 1"`, `ReadyForQuery I`)
+
+	e.client(parse("", "SET bytea_output = escape"), bind("", ""), execute("", 0), parse("", "SELECT 1/0"), bind("", ""), execute("", 0), syncMsg())
+	e.server(&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, &pgproto3.NoData{}, complete("SET"),
+		&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, rowDescription(text("?column?")), serverError("22012", "division by zero"), ready('I'))
+	e.client(&pgproto3.Query{String: "SELECT secret FROM people"})
+	e.server(rowDescription(col("secret")), dataRow(secret), complete("SELECT 1"), ready('I')).
+		want(`RowDescription secret:17`, `DataRow "\\x00ff41"`, `CommandComplete "SELECT 1"`, `ReadyForQuery I`)
 }
 
 // archived adds archive.people, a table that has people's name in another
