@@ -8,20 +8,21 @@ import (
 	"testing"
 )
 
-const regressSchema = `CREATE TABLE measures (id int PRIMARY KEY, f bytea, f_plain float8, b bytea, b_plain bytea);`
-
-const regressTables = `
-public.measures:
-  f: {type: float8, key: pii}
-  b: {type: bytea, key: pii}
-`
+// newMeasuresEnv protects a float8 and a bytea column next to plaintext
+// twins of the same types, which PostgreSQL writes itself.
+func newMeasuresEnv(t *testing.T) *encEnv {
+	return newEncEnv(t, encEnvOptions{
+		schema: `CREATE TABLE measures (id int PRIMARY KEY, f bytea, f_plain float8, b bytea, b_plain bytea);`,
+		tables: "public.measures:\n  f: {type: float8, key: pii}\n  b: {type: bytea, key: pii}\n",
+	})
+}
 
 // TestFailedSetUndone: a SET of a setting the server does not report
 // (extra_float_digits, bytea_output) in a Query that then fails is rolled
 // back by PostgreSQL with the implicit transaction; protected values are
 // then written as PostgreSQL writes their plaintext twins.
 func TestFailedSetUndone(t *testing.T) {
-	e := newEncEnv(t, encEnvOptions{schema: regressSchema, tables: regressTables})
+	e := newMeasuresEnv(t)
 	ctx := context.Background()
 	c := e.connect().PgConn()
 	if _, err := c.Exec(ctx, `INSERT INTO measures VALUES (1, 0.30000000000000004, 0.30000000000000004, '\x00ff41', '\x00ff41')`).ReadAll(); err != nil {
@@ -43,7 +44,7 @@ func TestFailedSetUndone(t *testing.T) {
 // not rewrite) sent through the extended protocol gets the error, and the
 // session goes on.
 func TestCopyRefusedExtended(t *testing.T) {
-	e := newEncEnv(t, encEnvOptions{schema: regressSchema, tables: regressTables})
+	e := newMeasuresEnv(t)
 	ctx := context.Background()
 	c := e.connect().PgConn()
 	_, err := c.ExecParams(ctx, `COPY measures (id, f) FROM STDIN (ENCODING 'LATIN1')`, nil, nil, nil, nil).Close()
