@@ -132,3 +132,29 @@ func TestMigratingColumn(t *testing.T) {
 	e.server(dataRow(`\x416c696365`), dataRow(byteaText(e.ciphertext("name", "Alice Liddell")))).
 		want(`DataRow "Alice"`, `DataRow "Alice Liddell"`)
 }
+
+// TestErrorDetailDecrypted: the values PostgreSQL quotes in an error's
+// DETAIL (the key of a unique violation, the failing row of a check
+// violation) reach the client as the application wrote them; a value
+// PostgreSQL cut short cannot be decrypted and is said to be so.
+func TestErrorDetailDecrypted(t *testing.T) {
+	e := newEngine(t)
+	e.client(parse("", "INSERT INTO people (id, email) VALUES ($1, $2)"), bind("", "", "1", "alice@example.com"), execute("", 0), syncMsg())
+	dup := serverError("23505", `duplicate key value violates unique constraint "people_email_key"`)
+	dup.Detail = `Key (email)=(` + byteaText(e.ciphertext("email", "alice@example.com")) + `) already exists.`
+	dup.SchemaName, dup.TableName = "public", "people"
+	e.server(&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, &pgproto3.NoData{}, dup, ready('I')).want(
+		`ParseComplete`, `BindComplete`,
+		`ErrorResponse ERROR 23505 "duplicate key value violates unique constraint \"people_email_key\"" detail="Key (email)=(alice@example.com) already exists."`,
+		`ReadyForQuery I`,
+	)
+
+	long := strings.Repeat("Bob Bobson ", 10)
+	e.client(&pgproto3.Query{String: "UPDATE people SET name = '" + long + "', note = 'x'"})
+	check := serverError("23514", `new row for relation "people" violates check constraint "people_note_check"`)
+	check.Detail = `Failing row contains (1, ` + byteaText(e.ciphertext("name", long))[:2+128] + `..., null, null, x).`
+	e.server(check, ready('I')).want(
+		`ErrorResponse ERROR 23514 "new row for relation \"people\" violates check constraint \"people_note_check\"" detail="Failing row contains (1, (pgcloak ciphertext, cut short), null, null, x)."`,
+		`ReadyForQuery I`,
+	)
+}
