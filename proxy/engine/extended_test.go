@@ -14,25 +14,6 @@ import (
 
 const insertPerson = "INSERT INTO people (id, name, email, born) VALUES ($1, $2, $3, $4)"
 
-func parse(name, sql string, oids ...uint32) *pgproto3.Parse {
-	return &pgproto3.Parse{Name: name, Query: sql, ParameterOIDs: oids}
-}
-
-// bind binds statement stmt to portal with text parameters (see texts).
-func bind(portal, stmt string, params ...string) *pgproto3.Bind {
-	return &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: stmt, Parameters: texts(params)}
-}
-
-func execute(portal string, maxRows uint32) *pgproto3.Execute {
-	return &pgproto3.Execute{Portal: portal, MaxRows: maxRows}
-}
-
-func describe(kind byte, name string) *pgproto3.Describe {
-	return &pgproto3.Describe{ObjectType: kind, Name: name}
-}
-
-func syncMsg() *pgproto3.Sync { return &pgproto3.Sync{} }
-
 // binaryDate is a date in PostgreSQL's binary format: days since 2000-01-01.
 func binaryDate(y int, m time.Month, d int) []byte {
 	days := time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Sub(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) / (24 * time.Hour)
