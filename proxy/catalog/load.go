@@ -38,18 +38,7 @@ func NewLoader(rules []*Rule) *Loader {
 // database with read access to pg_catalog). It fails only when the catalog
 // cannot be read; rules that do not match are Problems of the Snapshot.
 func (l *Loader) Load(ctx context.Context, conn *pgx.Conn) (*Snapshot, error) {
-	s := &Snapshot{
-		Rules:     l.Rules,
-		rels:      map[string]*relation{},
-		byAttr:    map[uint64]*Rule{},
-		byPlan:    map[*sqlplan.Column]*Rule{},
-		schemasOf: map[string][]string{},
-		backstops: map[*Rule]BackstopState{},
-		placed:    map[*Rule]bool{},
-	}
-	for _, r := range l.Rules {
-		s.byPlan[r.Plan] = r
-	}
+	s := newSnapshot("", l.Rules)
 	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&s.Database); err != nil {
 		return nil, catalogErr(err)
 	}

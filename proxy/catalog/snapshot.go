@@ -101,6 +101,24 @@ func (s *Snapshot) Backstop(r *Rule) BackstopState { return s.backstops[r] }
 // Placed reports whether r's column is in the database as a bytea column.
 func (s *Snapshot) Placed(r *Rule) bool { return s.placed[r] }
 
+// newSnapshot returns an empty Snapshot of database for rules.
+func newSnapshot(database string, rules []*Rule) *Snapshot {
+	s := &Snapshot{
+		Database:  database,
+		Rules:     rules,
+		rels:      map[string]*relation{},
+		byAttr:    map[uint64]*Rule{},
+		byPlan:    map[*sqlplan.Column]*Rule{},
+		schemasOf: map[string][]string{},
+		backstops: map[*Rule]BackstopState{},
+		placed:    map[*Rule]bool{},
+	}
+	for _, r := range rules {
+		s.byPlan[r.Plan] = r
+	}
+	return s
+}
+
 func relKey(schema, name string) string { return schema + "\x00" + name }
 
 // AttrKey identifies a column the way RowDescription does.

@@ -77,6 +77,16 @@ func (ss *session) newCopy(cp *sqlplan.Copy) (*copyState, error) {
 	return st, nil
 }
 
+// copyPlanError is the error the client gets for a COPY that newCopy
+// refused (its options).
+func copyPlanError(err error) error {
+	var ce *copyfmt.Error
+	if errors.As(err, &ce) {
+		return &pgerr.Error{Code: ce.Code, Message: ce.Message, Hint: ce.Hint, Plain: !ce.Own}
+	}
+	return err
+}
+
 // valueFormat is the format of field values in a COPY of this format.
 func valueFormat(o copyfmt.Options) int16 {
 	if o.Format == copyfmt.Binary {

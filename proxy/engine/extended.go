@@ -40,8 +40,13 @@ func (ss *session) execute(m []byte) error {
 		if st.copyPlan != nil {
 			var err error
 			if cp, err = ss.newCopy(st.copyPlan); err != nil {
+				// Refused as through a Query (planCopy): the client gets
+				// the error and the session goes on.
 				c.mu.Unlock()
-				return err
+				if err = ss.refuse(copyPlanError(err)); err != nil {
+					return ss.refuseExecute(err)
+				}
+				c.mu.Lock()
 			}
 			e.copy = cp
 		}
@@ -55,6 +60,21 @@ func (ss *session) execute(m []byte) error {
 		c.copyIn = cp
 	}
 	_, err := ss.toServer.Write(m)
+	return err
+}
+
+// refuseExecute sends PostgreSQL an Execute of a portal that cannot exist
+// in place of the client's, so that nothing runs and the server's error
+// keeps the pipeline in step; refusal is what the client sees in its place.
+func (ss *session) refuseExecute(refusal error) error {
+	c := ss.cloak
+	c.mu.Lock()
+	c.q.push(pending{kind: pExecute, refusal: refusal, group: c.group})
+	c.mu.Unlock()
+	c.dropCopy = true
+	bad := pgproto3.Execute{Portal: refusedStmt}
+	b, _ := bad.Encode(c.inject())
+	_, err := ss.toServer.Write(b)
 	return err
 }
 

@@ -182,13 +182,13 @@ func (ss *session) applyView(effects []sqlplan.Effect) {
 		if e.Kind == sqlplan.EffectSet || e.Kind == sqlplan.EffectSetLocal {
 			_ = c.fmtClient.Set(e.Name, e.Value)
 		} else {
-			ss.refreshFmt(&c.fmtClient, c.view)
+			refreshFmt(&c.fmtClient, c.view)
 		}
 	}
 }
 
 // refreshFmt sets the unreported settings that shape values from settings.
-func (ss *session) refreshFmt(f *values.Session, s *sqlplan.Settings) {
+func refreshFmt(f *values.Session, s *sqlplan.Settings) {
 	for _, name := range [...]string{sqlplan.ByteaOutput, sqlplan.ExtraFloatDigits} {
 		if v, ok := s.Get(name); ok {
 			_ = f.Set(name, v)
@@ -202,7 +202,7 @@ func (ss *session) applyCommittedLocked(e *pending, i int, effects []sqlplan.Eff
 	c := ss.cloak
 	if len(effects) > 0 {
 		c.settings.Apply(effects)
-		ss.refreshFmt(&c.fmtCommitted, c.settings)
+		refreshFmt(&c.fmtCommitted, c.settings)
 		c.version++
 	}
 	for _, ch := range e.changes {
@@ -227,6 +227,8 @@ func (c *cloak) commitChangeLocked(ch stmtChange) {
 // failedLocked applies an ErrorResponse to the committed settings. mu held.
 func (c *cloak) failedLocked() {
 	c.settings.Failed()
+	// A rollback may undo a SET of the settings that shape values.
+	refreshFmt(&c.fmtCommitted, c.settings)
 	c.version++
 }
 
@@ -303,7 +305,7 @@ func (ss *session) Started(x proxy.Exchange) error {
 				for i, name := range [...]string{sqlplan.SearchPath, sqlplan.ByteaOutput, sqlplan.ExtraFloatDigits} {
 					c.settings.Start(name, vals[i])
 				}
-				ss.refreshFmt(&c.fmtCommitted, c.settings)
+				refreshFmt(&c.fmtCommitted, c.settings)
 				c.version++
 				c.mu.Unlock()
 			}

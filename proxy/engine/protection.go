@@ -88,7 +88,13 @@ func (rs *Rules) Load(ctx context.Context, conn *pgx.Conn) (*Protection, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Protection{Snapshot: snap, rules: rs, byPlan: rs.byPlan, shadow: rs.shadow, keys: rs.keys, database: snap.Database}, nil
+	return rs.protection(snap), nil
+}
+
+// protection makes the Protection of snap, a snapshot of rs's rules (the
+// engine's tests make one without a database: catalog.NewStaticSnapshot).
+func (rs *Rules) protection(snap *catalog.Snapshot) *Protection {
+	return &Protection{Snapshot: snap, rules: rs, byPlan: rs.byPlan, shadow: rs.shadow, keys: rs.keys, database: snap.Database}
 }
 
 // Protection is the protected columns of the database as the catalog showed

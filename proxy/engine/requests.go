@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgcloak/pgcloak/proxy/catalog"
-	"github.com/pgcloak/pgcloak/proxy/copyfmt"
 	"github.com/pgcloak/pgcloak/proxy/pgerr"
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
 	"github.com/pgcloak/pgcloak/proxy/values"
@@ -290,11 +289,7 @@ func (ss *session) planCopy(a *sqlplan.Analysis) (*copyState, error) {
 		}
 		st, err := ss.newCopy(cp)
 		if err != nil {
-			var ce *copyfmt.Error
-			if errors.As(err, &ce) {
-				return nil, &pgerr.Error{Code: ce.Code, Message: ce.Message, Hint: ce.Hint, Plain: !ce.Own}
-			}
-			return nil, err
+			return nil, copyPlanError(err)
 		}
 		return st, nil
 	}
