@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"testing"
 
@@ -189,4 +191,37 @@ func TestServerInitiated(t *testing.T) {
 		`ParameterStatus application_name=psql`,
 		`ErrorResponse FATAL 57P01 "terminating connection due to administrator command"`,
 	)
+}
+
+// TestAnswerDuringFlush: the relay's two loops run at once, so the server's
+// answer can arrive while the client loop flushes the request it is about
+// to wait for. The client loop then goes on with the answer instead of
+// waiting for one already given (it used to wait for good: nothing more
+// is sent until it returns).
+func TestAnswerDuringFlush(t *testing.T) {
+	e := newEngine(t)
+	answered := false
+	e.toServer = bufio.NewWriter(flushHook(func(p []byte) {
+		e.up.Write(p)
+		if !answered && bytes.Contains(p, []byte("SET DateStyle")) {
+			answered = true
+			if err := e.serverSend(complete("SET"), &pgproto3.ParameterStatus{Name: "DateStyle", Value: "SQL, DMY"}, ready('I')); err != nil {
+				t.Errorf("server message: %v", err)
+			}
+		}
+	}))
+	e.client(&pgproto3.Query{String: "SET DateStyle = 'SQL, DMY'"},
+		&pgproto3.Query{String: "INSERT INTO people (born) VALUES ('01/02/2024')"}).
+		want(`Query "SET DateStyle = 'SQL, DMY'"`, `Query "INSERT INTO people (born) VALUES (⟨born=2024-02-01⟩)"`)
+	if !answered {
+		t.Fatal("the SET was not flushed before the INSERT was planned")
+	}
+}
+
+// flushHook is an io.Writer that calls f with what is written.
+type flushHook func(p []byte)
+
+func (f flushHook) Write(p []byte) (int, error) {
+	f(p)
+	return len(p), nil
 }
