@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -101,4 +103,25 @@ func (m cpuMeter) used() (time.Duration, error) {
 	}
 	t, err := procCPU(m.pid)
 	return t - m.start, err
+}
+
+// startPerf starts perf record on t's process (when dir is set and t has
+// one) and returns the function that stops it and waits for its file.
+func startPerf(ctx context.Context, dir string, t target, name string) (stop func(), err error) {
+	if dir == "" || t.PID == 0 {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	out := filepath.Join(dir, strings.NewReplacer("/", "_", ":", "_").Replace(name)+".data")
+	cmd := exec.CommandContext(ctx, "perf", "record", "-q", "-F", "999", "-g", "-p", strconv.Itoa(t.PID), "-o", out)
+	cmd.SysProcAttr = childAttr(nil)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("perf record: %w", err)
+	}
+	return func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}, nil
 }

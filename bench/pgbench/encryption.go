@@ -35,7 +35,7 @@ tables:
 
 // startPgcloakEnc runs variant v of pgcloak with the tables of
 // encryption_setup.sql protected. The first variant creates the keys (keys
-// init) and fills the protected tables through pgcloak with the same rows as
+// init) and the backstops (protect --apply), and fills the protected tables through pgcloak with the same rows as
 // their plaintext twins; later variants share both. It needs -setup
 // bench/sql/encryption_setup.sql.
 func (s *servers) startPgcloakEnc(ctx context.Context, v variant) (port, pid int, err error) {
@@ -53,6 +53,11 @@ func (s *servers) startPgcloakEnc(ctx context.Context, v variant) (port, pid int
 		}
 		if out, err := exec.CommandContext(ctx, v.bin, "keys", "init", "--config", conf, "--log-level", "warn").CombinedOutput(); err != nil {
 			return 0, 0, fmt.Errorf("pgcloak keys init: %w\n%s", err, out)
+		}
+		// The backstops (CHECK constraints) that serve requires; the
+		// tables are empty, so they validate at once.
+		if out, err := exec.CommandContext(ctx, v.bin, "protect", "--apply", "--config", conf, "--log-level", "warn").CombinedOutput(); err != nil {
+			return 0, 0, fmt.Errorf("pgcloak protect --apply: %w\n%s", err, out)
 		}
 		s.encYAML = extra
 	}

@@ -94,6 +94,7 @@ type options struct {
 	pgcloak    []binarySpec // the pgcloak binaries to compare
 	jsonPath   string
 	mdPath     string
+	perfDir    string // record each proxy's runs with perf into this directory
 	verbose    bool
 }
 
@@ -146,6 +147,7 @@ func parseFlags() options {
 	flag.Var(&binaries, "pgcloak", "pgcloak to run, `[LABEL=]BINARY`: a path, . (go build this checkout, the default) or git:REF (build that commit); repeatable: each is a target of its own, and LAST/FIRST ratios are added")
 	flag.StringVar(&o.jsonPath, "json", "", "write the results as JSON to `FILE`")
 	flag.StringVar(&o.mdPath, "markdown", "", "write the results as a markdown table to `FILE`")
+	flag.StringVar(&o.perfDir, "perf", "", "record every run of a proxy with `perf record -g` into DIR/TARGET-WORKLOAD-ROUND.data (perf report -i FILE)")
 	flag.BoolVar(&o.verbose, "v", false, "log what the harness does")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/pgbench [flags]\n\n"+
@@ -408,7 +410,12 @@ func measureRounds(ctx context.Context, o options, targets []target, workloads [
 	for r := 1; r <= o.rounds; r++ {
 		for i, w := range workloads {
 			for _, t := range targets {
+				stopPerf, err := startPerf(ctx, o.perfDir, t, fmt.Sprintf("%s-%s-%d", t.Name, w.Name, r))
+				if err != nil {
+					return nil, err
+				}
 				m, err := measure(ctx, o, t, w, int(o.duration))
+				stopPerf()
 				if err != nil {
 					return nil, err
 				}

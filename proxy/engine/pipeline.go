@@ -24,10 +24,13 @@ import (
 // When. A result's first inlineRows protected rows are decrypted inline, as
 // they always were, and so are rows larger than a batch: a point select or
 // a small result gets no added latency. Batching starts at the next row,
-// and only if GOMAXPROCS > 1. Any other server message, or the server loop
-// running out of input (it would wait for the server: proxy.ServerIdler),
-// first writes out every batch and starts the count again; so batching runs
-// while rows are already waiting, which is when it pays.
+// if there is a core to spare: GOMAXPROCS is more than the number of
+// sessions in such a streak (wide reads), so that a busy proxy, whose cores
+// all decrypt already, does not pay for the hand-over. Any other server
+// message, or the server loop running out of input (it would wait for the
+// server: proxy.ServerIdler), first writes out every batch and ends the
+// streak; so batching runs while rows are already waiting, which is when it
+// pays.
 //
 // Order and errors. Batches are written strictly in order. A batch stops at
 // its first row that does not decrypt and keeps the rows before it; the
@@ -72,12 +75,13 @@ type rowScratch struct {
 // rowPipeline is a session's state of batched decryption (server loop
 // only).
 type rowPipeline struct {
-	// streak counts protected rows since the last other message or wait.
+	// streak counts protected rows since the last other message or wait;
+	// wide: it is longer than inlineRows, and counted in wideReads. procs
+	// is GOMAXPROCS when it became wide, max the bound of inflight.
 	streak int
-	// inline: batching is off until the streak ends (GOMAXPROCS is 1).
-	inline bool
-	// max is the bound of inflight, set when batching starts.
-	max int
+	wide   bool
+	procs  int
+	max    int
 	// cur is the batch being filled; inflight the batches queued or
 	// decrypting, oldest first.
 	cur      *rowBatch
@@ -144,20 +148,32 @@ func (ss *session) protectedRow(plan *rowPlan, m []byte, w *bufio.Writer) error 
 	return nil
 }
 
+// wideReads counts the sessions in a streak of more than inlineRows
+// protected rows.
+var wideReads atomic.Int32
+
 // start counts a protected row that arrives while nothing is held and
 // reports whether to batch it.
 func (p *rowPipeline) start(size int) bool {
 	p.streak++
-	if p.streak <= inlineRows || p.inline || size > batchBytes {
+	if p.streak <= inlineRows || size > batchBytes {
 		return false
 	}
-	procs := runtime.GOMAXPROCS(0)
-	if procs < 2 {
-		p.inline = true
-		return false
+	if !p.wide {
+		p.wide, p.procs = true, runtime.GOMAXPROCS(0)
+		p.max = min(2*p.procs, maxInflight)
+		wideReads.Add(1)
 	}
-	p.max = min(2*procs, maxInflight)
-	return true
+	return int(wideReads.Load()) < p.procs
+}
+
+// endStreak ends a streak of protected rows.
+func (p *rowPipeline) endStreak() {
+	p.streak = 0
+	if p.wide {
+		p.wide = false
+		wideReads.Add(-1)
+	}
 }
 
 // inflightPlan is the row plan of the rows held.
@@ -175,7 +191,7 @@ func (ss *session) rowsPause(w *bufio.Writer) error {
 	if p.holding() {
 		return p.drain(w)
 	}
-	p.streak, p.inline = 0, false
+	p.endStreak()
 	return nil
 }
 
@@ -211,7 +227,7 @@ func (p *rowPipeline) drain(w *bufio.Writer) error {
 			return err
 		}
 	}
-	p.streak, p.inline = 0, false
+	p.endStreak()
 	return nil
 }
 

@@ -46,7 +46,9 @@ func newReplay(tb testing.TB) *replay {
 		col := &column{rule: r, plan: r.Plan, id: r.ID, typ: r.Type, mode: r.Mode, keyring: kr}
 		plan.fields = append(plan.fields, fieldPlan{col: col, format: 0, srvFormat: 1})
 	}
-	return &replay{ss: &session{prot: &Protector{}, cloak: newCloak(nil, "bench")}, plan: plan}
+	r := &replay{ss: &session{prot: &Protector{}, cloak: newCloak(nil, "bench")}, plan: plan}
+	tb.Cleanup(r.ss.ServerGone) // as the relay does when its server loop ends
+	return r
 }
 
 // values are the plaintexts of row i, as bench/sql fills big_enc.
@@ -281,6 +283,45 @@ func TestPipelineOneProcInline(t *testing.T) {
 	}
 	if b := r.ss.cloak.rows.batches; b != 0 {
 		t.Fatalf("%d batches queued with GOMAXPROCS 1", b)
+	}
+}
+
+// TestPipelineBusyCoresInline: while as many sessions read wide results as
+// there are Ps, a session decrypts inline, since no core is idle to take
+// its batches.
+func TestPipelineBusyCoresInline(t *testing.T) {
+	withProcs(t, 2)
+	first, second := newReplay(t), newReplay(t)
+	server, client := first.rows(t, 1000)
+	var out bytes.Buffer
+	w := bufio.NewWriter(&out)
+	first.begin()
+	for _, m := range server[:inlineRows+10] {
+		if err := first.send(wire.DataRow, m, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !first.ss.ServerHolding() {
+		t.Fatal("the only wide read did not batch")
+	}
+	server2, _ := second.rows(t, 1000)
+	if err := second.result(server2, bufio.NewWriter(io.Discard)); err != nil {
+		t.Fatal(err)
+	}
+	if b := second.ss.cloak.rows.batches; b != 0 {
+		t.Fatalf("second wide read queued %d batches with GOMAXPROCS 2", b)
+	}
+	for _, m := range server[inlineRows+10:] {
+		if err := first.send(wire.DataRow, m, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := first.send(wire.CommandComplete, commandComplete, w); err != nil {
+		t.Fatal(err)
+	}
+	w.Flush()
+	if want := append(bytes.Join(client, nil), commandComplete...); !bytes.Equal(out.Bytes(), want) {
+		t.Fatal("the first read's rows changed")
 	}
 }
 

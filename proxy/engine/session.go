@@ -117,6 +117,7 @@ func (ss *session) ServerWants(t wire.ServerMsg) bool {
 // stops waiting.
 func (ss *session) ServerGone() {
 	c := ss.cloak
+	c.rows.endStreak()
 	c.mu.Lock()
 	c.closed = true
 	c.answered.Broadcast()
