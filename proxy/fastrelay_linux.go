@@ -352,7 +352,12 @@ func (l *relayLoop) run() {
 		// Until nothing is ready: the set is level-triggered, and an fd
 		// that stays ready after a read (more than the buffer was
 		// waiting) is not announced to the outer poller again.
-		for {
+		for rounds := 1; ; rounds++ {
+			if rounds%64 == 0 {
+				// Busy without a pause: let the other goroutines
+				// (new sessions, the listener) have the P.
+				runtime.Gosched()
+			}
 			n, err := rawEpollWait(l.epfd, events)
 			if err == syscall.EINTR {
 				continue

@@ -161,7 +161,7 @@ type copyResult struct {
 // stored (read back with COPY TO) into copy_enc: the rate of the latter is
 // the rate at which PostgreSQL itself ingests the same ciphertext, the
 // ceiling of any encrypting proxy.
-func measureCopy(ctx context.Context, directPort int, targets []target, rows, rounds int) ([]copyResult, error) {
+func measureCopy(ctx context.Context, directPort int, targets []target, rows, rounds int, perfDir string) ([]copyResult, error) {
 	d, err := connect(ctx, directPort)
 	if err != nil {
 		return nil, err
@@ -186,7 +186,7 @@ func measureCopy(ctx context.Context, directPort int, targets []target, rows, ro
 	}
 	var out []copyResult
 	for _, format := range []string{"text", "binary"} {
-		r, err := measureCopyFormat(ctx, d, encTargets, conns, format, rows, rounds)
+		r, err := measureCopyFormat(ctx, d, encTargets, conns, format, rows, rounds, perfDir)
 		if err != nil {
 			return nil, err
 		}
@@ -222,7 +222,7 @@ func copyInput(format string, rows int) []byte {
 }
 
 // measureCopyFormat is measureCopy in one COPY format.
-func measureCopyFormat(ctx context.Context, d *pgx.Conn, targets []target, conns []*pgx.Conn, format string, rows, rounds int) (copyResult, error) {
+func measureCopyFormat(ctx context.Context, d *pgx.Conn, targets []target, conns []*pgx.Conn, format string, rows, rounds int, perfDir string) (copyResult, error) {
 	data := copyInput(format, rows)
 	var cipher bytes.Buffer
 	stmt := func(table string) string { return "COPY " + table + " FROM STDIN (FORMAT " + format + ")" }
@@ -244,7 +244,7 @@ func measureCopyFormat(ctx context.Context, d *pgx.Conn, targets []target, conns
 		copyRun{"direct plaintext", d, 0, "copy_plain", plain},
 		copyRun{"direct ciphertext", d, 0, "copy_enc", cipher.Bytes})
 	res := copyResult{Format: format, Rows: rows, Rate: map[string][]float64{}, CPU: map[string][]float64{}}
-	for range rounds {
+	for round := range rounds {
 		for _, r := range runs {
 			if r.table == "copy_enc" && r.pid == 0 && cipher.Len() == 0 {
 				// The ciphertext pgcloak stored in the run before.
@@ -259,11 +259,17 @@ func measureCopyFormat(ctx context.Context, d *pgx.Conn, targets []target, conns
 			if err != nil {
 				return res, err
 			}
+			stopPerf, err := startPerf(ctx, perfDir, target{PID: r.pid}, fmt.Sprintf("copy-%s-%s-%d", format, r.name, round+1))
+			if err != nil {
+				return res, err
+			}
 			start := time.Now()
-			if _, err := r.conn.PgConn().CopyFrom(ctx, bytes.NewReader(r.data()), stmt(r.table)); err != nil {
+			_, err = r.conn.PgConn().CopyFrom(ctx, bytes.NewReader(r.data()), stmt(r.table))
+			elapsed := time.Since(start)
+			stopPerf()
+			if err != nil {
 				return res, fmt.Errorf("COPY %s (%s): %w", r.table, r.name, err)
 			}
-			elapsed := time.Since(start)
 			used, err := cpu.used()
 			if err != nil {
 				return res, err

@@ -312,7 +312,7 @@ func run(ctx context.Context, o options, e *env) (err error) {
 	rep.Cipher = cipher
 	if o.copyRows > 0 && cipher != nil {
 		logf("COPY FROM STDIN of %d rows, %d rounds", o.copyRows, o.rounds)
-		if rep.Copy, err = measureCopy(ctx, directPort, targets, o.copyRows, o.rounds); err != nil {
+		if rep.Copy, err = measureCopy(ctx, directPort, targets, o.copyRows, o.rounds, o.perfDir); err != nil {
 			return err
 		}
 	}
