@@ -96,7 +96,6 @@ func message(t wire.ServerMsg, body string) []byte {
 	return append(binary.BigEndian.AppendUint32([]byte{byte(t)}, uint32(4+len(body))), body...)
 }
 
-
 // send passes one server message through the engine as the relay does.
 func (r *replay) send(t wire.ServerMsg, m []byte, w *bufio.Writer) error {
 	if !r.ss.ServerWants(t) {
