@@ -81,6 +81,19 @@ type Hook interface {
 	ServerGone()
 }
 
+// ServerIdler is implemented by a Hook that may hold server messages back
+// after ServerMessage returns (the engine decrypts the rows of a wide result
+// on several cores and writes them in order). Both methods are called by the
+// server loop only.
+type ServerIdler interface {
+	// ServerHolding reports whether messages are held back.
+	ServerHolding() bool
+	// ServerIdle writes what is held back to w: the server loop is about
+	// to wait for the server, with nothing left to read. An error ends the
+	// session as one from ServerMessage does.
+	ServerIdle(w *bufio.Writer) error
+}
+
 // Exchange is the server leg while Hook.Started runs.
 type Exchange interface {
 	// Send writes a message to the server (buffered; Receive flushes).

@@ -51,8 +51,10 @@ type session struct {
 	toServer   *bufio.Writer
 	c2s, s2c   dirStats
 
-	// hook sees the messages it wants; nil: plain relay.
-	hook Hook
+	// hook sees the messages it wants; nil: plain relay. idler is the
+	// hook, if it may hold server messages back.
+	hook  Hook
+	idler ServerIdler
 
 	// cancelKey is BackendKeyData's process ID and secret key as sent by
 	// PostgreSQL; CancelRequests carrying it are forwarded to this session.
@@ -137,6 +139,10 @@ func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, s
 			}
 			return
 		}
+	}
+	if idler, ok := hook.(ServerIdler); ok {
+		ss.idler = idler
+		ss.fromServer.BeforeWait = ss.serverIdle
 	}
 	ss.relay()
 }
@@ -433,10 +439,7 @@ func (ss *session) serverLoop() error {
 				return err
 			}
 			if err := hook.ServerMessage(t, m, w); err != nil {
-				if e := fatalOf(err); e != nil {
-					_, _ = w.Write(e)
-					_ = w.Flush()
-				}
+				ss.serverFailed(err)
 				return err
 			}
 			if cap(scratch) > scratchKeep {
@@ -449,6 +452,29 @@ func (ss *session) serverLoop() error {
 				return err
 			}
 		}
+	}
+}
+
+// serverIdle runs before the server loop may wait for the server: a hook
+// that holds messages back writes them, unless more input is waiting
+// already (then the loop reads on, and the hook keeps its batches going).
+func (ss *session) serverIdle() error {
+	if !ss.idler.ServerHolding() || pendingBytes(ss.server) {
+		return nil
+	}
+	if err := ss.idler.ServerIdle(ss.toClient); err != nil {
+		ss.serverFailed(err)
+		return err
+	}
+	return nil
+}
+
+// serverFailed tells the client, from the server loop, why the hook ends
+// the session (when that is the client's business).
+func (ss *session) serverFailed(err error) {
+	if e := fatalOf(err); e != nil {
+		_, _ = ss.toClient.Write(e)
+		_ = ss.toClient.Flush()
 	}
 }
 

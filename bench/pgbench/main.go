@@ -88,12 +88,13 @@ type options struct {
 	ratios     []string
 	scripts    []string
 	setup      string
-	gomaxprocs int
-	upstream   string // how the proxies reach PostgreSQL: tcp or unix
-	copyRows   int    // rows of the COPY measurement of pgcloak-enc (0: none)
-	pgcloak    string
+	gomaxprocs []int        // of the pgcloak processes; 0: Go's default
+	upstream   string       // how the proxies reach PostgreSQL: tcp or unix
+	copyRows   int          // rows of the COPY measurement of pgcloak-enc (0: none)
+	pgcloak    []binarySpec // the pgcloak binaries to compare
 	jsonPath   string
 	mdPath     string
+	perfDir    string // record each proxy's runs with perf into this directory
 	verbose    bool
 }
 
@@ -127,8 +128,8 @@ func (l *list) Set(v string) error { *l = append(*l, v); return nil }
 
 func parseFlags() options {
 	o := options{duration: 10, warmup: 2}
-	var modes, targets, ratios string
-	var scripts list
+	var modes, targets, ratios, procs string
+	var scripts, binaries list
 	flag.IntVar(&o.rounds, "rounds", 5, "rounds; each runs every workload against every target")
 	flag.Var(&o.duration, "duration", "`seconds` per pgbench run (pgbench -T)")
 	flag.Var(&o.warmup, "warmup", "`seconds` of the first workload against each target before measuring (0: none)")
@@ -142,10 +143,11 @@ func parseFlags() options {
 	flag.StringVar(&o.setup, "setup", "", "SQL `FILE` run once after pgbench -i")
 	flag.IntVar(&o.copyRows, "copy", 0, "with target pgcloak-enc: also time COPY FROM STDIN of this many rows into a plaintext and a protected table")
 	flag.StringVar(&o.upstream, "upstream", "unix", "how PgBouncer and pgcloak reach PostgreSQL: unix (its socket, the usual co-located setup) or tcp (127.0.0.1)")
-	flag.IntVar(&o.gomaxprocs, "gomaxprocs", 1, "GOMAXPROCS of the pgcloak process (0: Go's default, one per CPU)")
-	flag.StringVar(&o.pgcloak, "pgcloak", "", "pgcloak `binary` to run (default: go build this checkout)")
+	flag.StringVar(&procs, "gomaxprocs", "1", "GOMAXPROCS of the pgcloak processes, comma-separated (0: Go's default, one per CPU): each value is a target of its own")
+	flag.Var(&binaries, "pgcloak", "pgcloak to run, `[LABEL=]BINARY`: a path, . (go build this checkout, the default) or git:REF (build that commit); repeatable: each is a target of its own, and LAST/FIRST ratios are added")
 	flag.StringVar(&o.jsonPath, "json", "", "write the results as JSON to `FILE`")
 	flag.StringVar(&o.mdPath, "markdown", "", "write the results as a markdown table to `FILE`")
+	flag.StringVar(&o.perfDir, "perf", "", "record every run of a proxy with `perf record -g` into DIR/TARGET-WORKLOAD-ROUND.data (perf report -i FILE)")
 	flag.BoolVar(&o.verbose, "v", false, "log what the harness does")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/pgbench [flags]\n\n"+
@@ -158,6 +160,31 @@ func parseFlags() options {
 		usageError("unexpected arguments: %s", strings.Join(flag.Args(), " "))
 	}
 	o.modes, o.targets, o.ratios, o.scripts = split(modes), split(targets), split(ratios), scripts
+	for _, p := range split(procs) {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			usageError("-gomaxprocs: %q is not a number ≥ 0", p)
+		}
+		o.gomaxprocs = append(o.gomaxprocs, n)
+	}
+	if len(o.gomaxprocs) == 0 {
+		usageError("-gomaxprocs must not be empty")
+	}
+	if len(binaries) == 0 {
+		binaries = list{"."}
+	}
+	labels := map[string]bool{}
+	for _, b := range binaries {
+		spec, err := parseBinarySpec(b)
+		if err != nil {
+			usageError("%v", err)
+		}
+		if labels[spec.label] {
+			usageError("-pgcloak: two binaries labelled %q: name them LABEL=BINARY", spec.label)
+		}
+		labels[spec.label] = true
+		o.pgcloak = append(o.pgcloak, spec)
+	}
 	if o.rounds < 1 || o.duration < 1 || o.clients < 1 || o.jobs < 1 || o.scale < 1 {
 		usageError("-rounds, -duration, -clients, -jobs and -scale must be at least 1")
 	}
@@ -253,15 +280,17 @@ func run(ctx context.Context, o options, e *env) (err error) {
 		Clients:    o.clients,
 		Jobs:       o.jobs,
 		Scale:      o.scale,
-		GOMAXPROCS: o.gomaxprocs,
 		Versions:   map[string]string{},
 	}
 	if busy(rep.LoadBefore, rep.CPUs) {
 		logf("warning: load average %s on %d CPUs: other processes compete for CPU, the figures will be noisy", rep.LoadBefore, rep.CPUs)
 	}
-	targets, directPort, err := startTargets(ctx, o, e, rep.Versions)
+	targets, variants, directPort, err := startTargets(ctx, o, e, rep.Versions)
 	if err != nil {
 		return err
+	}
+	for _, v := range variants {
+		rep.Variants = append(rep.Variants, variantInfo{Suffix: v.suffix, Label: v.label, Version: v.version, GOMAXPROCS: v.procs})
 	}
 	workloads := makeWorkloads(o)
 	if o.warmup > 0 {
@@ -272,24 +301,26 @@ func run(ctx context.Context, o options, e *env) (err error) {
 			}
 		}
 	}
-	results, err := measureRounds(ctx, o, targets, workloads)
+	var cipher *cipherCost
+	if slices.ContainsFunc(targets, func(t target) bool { return t.Kind == "pgcloak-enc" }) {
+		cipher = &cipherCost{}
+	}
+	results, err := measureRounds(ctx, o, targets, workloads, cipher)
 	if err != nil {
 		return err
 	}
+	rep.Cipher = cipher
+	if o.copyRows > 0 && cipher != nil {
+		logf("COPY FROM STDIN of %d rows, %d rounds", o.copyRows, o.rounds)
+		if rep.Copy, err = measureCopy(ctx, directPort, targets, o.copyRows, o.rounds, o.perfDir); err != nil {
+			return err
+		}
+	}
 	rep.LoadAfter = loadavg()
-	rep.finish(targets, results, o.ratios)
+	rep.finish(targets, results, o.ratios, variants)
 
 	fmt.Println()
 	rep.writeTable(os.Stdout)
-	if o.copyRows > 0 {
-		for _, t := range targets {
-			if t.Name == "pgcloak-enc" {
-				if err := measureCopy(ctx, directPort, t.Port, o.copyRows, o.rounds); err != nil {
-					return err
-				}
-			}
-		}
-	}
 	if o.jsonPath != "" {
 		if err := rep.writeJSON(o.jsonPath); err != nil {
 			return err
@@ -306,19 +337,18 @@ func run(ctx context.Context, o options, e *env) (err error) {
 // startTargets starts PostgreSQL, loads the data and starts the proxies
 // named by -targets, each checked with a query. It records the versions of
 // what runs in versions.
-func startTargets(ctx context.Context, o options, e *env, versions map[string]string) (targets []target, directPort int, err error) {
+func startTargets(ctx context.Context, o options, e *env, versions map[string]string) (targets []target, variants []variant, directPort int, err error) {
 	if o.upstream != "unix" && o.upstream != "tcp" {
 		usageError("-upstream must be unix or tcp")
 	}
-	s := &servers{env: e, pgcloakBin: o.pgcloak, gomaxprocs: o.gomaxprocs, clients: o.clients, unix: o.upstream == "unix"}
+	s := &servers{env: e, clients: o.clients, unix: o.upstream == "unix"}
 	if slices.Contains(o.targets, "pgcloak") || slices.Contains(o.targets, "pgcloak-enc") {
-		if s.pgcloakBin == "" {
-			var err error
-			if s.pgcloakBin, err = buildPgcloak(ctx, e); err != nil {
-				return nil, 0, err
-			}
+		if variants, err = makeVariants(ctx, e, o.pgcloak, o.gomaxprocs); err != nil {
+			return nil, nil, 0, err
 		}
-		versions["pgcloak"] = pgcloakVersion(s.pgcloakBin)
+		for _, v := range variants {
+			versions["pgcloak"+v.suffix] = v.version
+		}
 	}
 	if slices.Contains(o.targets, "pgbouncer") {
 		versions["pgbouncer"] = firstLine("pgbouncer", "--version")
@@ -333,47 +363,74 @@ func startTargets(ctx context.Context, o options, e *env, versions map[string]st
 	versions["postgres"] = "PostgreSQL " + strings.TrimPrefix(firstLine(filepath.Join(s.pg.BinDir, "postgres"), "--version"), "postgres (PostgreSQL) ")
 	logf("loading data: pgbench -i -s %d", o.scale)
 	if out, err := pgbench(ctx, s.pg.Port, "-i", "-q", "-s", strconv.Itoa(o.scale)); err != nil {
-		return nil, 0, fmt.Errorf("pgbench -i: %w\n%s", err, out)
+		return nil, nil, 0, fmt.Errorf("pgbench -i: %w\n%s", err, out)
 	}
 	if o.setup != "" {
 		sql, err := os.ReadFile(o.setup)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 		if err := s.pg.ExecDB(benchDB, string(sql)); err != nil {
-			return nil, 0, fmt.Errorf("%s: %w", o.setup, err)
+			return nil, nil, 0, fmt.Errorf("%s: %w", o.setup, err)
 		}
 	}
 
 	for _, name := range o.targets {
-		port, err := findTarget(name).start(ctx, s)
-		if err != nil {
-			return nil, 0, fmt.Errorf("start %s: %w", name, err)
+		k := findTarget(name)
+		vs := []variant{{}}
+		if k.perVariant {
+			vs = variants
 		}
-		if err := checkTarget(ctx, port); err != nil {
-			return nil, 0, fmt.Errorf("%s on port %d does not answer queries: %w", name, port, err)
+		for _, v := range vs {
+			t := target{Name: name + v.suffix, Kind: name}
+			if k.perVariant {
+				t.Variant = strings.TrimPrefix(v.suffix, "-")
+			}
+			if t.Port, t.PID, err = k.start(ctx, s, v); err != nil {
+				return nil, nil, 0, fmt.Errorf("start %s: %w", t.Name, err)
+			}
+			if err := checkTarget(ctx, t.Port); err != nil {
+				return nil, nil, 0, fmt.Errorf("%s on port %d does not answer queries: %w", t.Name, t.Port, err)
+			}
+			targets = append(targets, t)
 		}
-		targets = append(targets, target{Name: name, Port: port})
 	}
-	return targets, s.pg.Port, nil
+	return targets, variants, s.pg.Port, nil
 }
 
 // measureRounds runs every workload against every target, alternating
-// targets, -rounds times, and returns the TPS of each run.
-func measureRounds(ctx context.Context, o options, targets []target, workloads []workload) ([]workloadResult, error) {
+// targets, -rounds times, and returns the TPS and CPU time per transaction
+// of each run. With cipher set, it also measures the cipher's own cost once
+// per round.
+func measureRounds(ctx context.Context, o options, targets []target, workloads []workload, cipher *cipherCost) ([]workloadResult, error) {
 	results := make([]workloadResult, len(workloads))
 	for i, w := range workloads {
-		results[i] = workloadResult{Name: w.Name, Args: w.Args, TPS: map[string][]float64{}}
+		results[i] = workloadResult{Name: w.Name, Args: w.Args, TPS: map[string][]float64{}, CPU: map[string][]float64{}}
 	}
 	for r := 1; r <= o.rounds; r++ {
 		for i, w := range workloads {
 			for _, t := range targets {
-				tps, err := measure(ctx, o, t, w, int(o.duration))
+				stopPerf, err := startPerf(ctx, o.perfDir, t, fmt.Sprintf("%s-%s-%d", t.Name, w.Name, r))
 				if err != nil {
 					return nil, err
 				}
-				results[i].TPS[t.Name] = append(results[i].TPS[t.Name], tps)
-				logf("round %d/%d  %-10s %-10s %9.0f tps", r, o.rounds, w.Name, t.Name, tps)
+				m, err := measure(ctx, o, t, w, int(o.duration))
+				stopPerf()
+				if err != nil {
+					return nil, err
+				}
+				results[i].TPS[t.Name] = append(results[i].TPS[t.Name], m.tps)
+				cpu := ""
+				if t.PID != 0 {
+					results[i].CPU[t.Name] = append(results[i].CPU[t.Name], m.cpuPerTxn)
+					cpu = fmt.Sprintf("  %9.2f µs CPU/txn", m.cpuPerTxn)
+				}
+				logf("round %d/%d  %-10s %-16s %9.0f tps%s", r, o.rounds, w.Name, t.Name, m.tps, cpu)
+			}
+		}
+		if cipher != nil {
+			if err := cipher.measure(); err != nil {
+				return nil, err
 			}
 		}
 	}

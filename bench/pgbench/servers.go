@@ -24,18 +24,26 @@ import (
 type targetKind struct {
 	name  string
 	title string // for people, in the markdown table
-	start func(context.Context, *servers) (int, error)
+	// perVariant: one target per pgcloak variant (see variants.go).
+	perVariant bool
+	// start returns the port that pgbench connects to and the process
+	// whose CPU time is measured (0: none).
+	start func(context.Context, *servers, variant) (port, pid int, err error)
 }
 
 // knownTargets are the targets a run can compare, in their default order.
-// start returns the port that pgbench connects to. A new target (pgcloak with
-// another configuration, say) is one more entry here.
+// A new target (pgcloak with another configuration, say) is one more entry
+// here.
 var knownTargets = []targetKind{
-	{"direct", "direct", func(_ context.Context, s *servers) (int, error) { return s.pg.Port, nil }},
-	{"pgbouncer", "PgBouncer", func(ctx context.Context, s *servers) (int, error) { return s.startPgBouncer(ctx) }},
-	{"pgcloak", "pgcloak", func(ctx context.Context, s *servers) (int, error) { return s.startPgcloak(ctx, "pgcloak", "") }},
+	{"direct", "direct", false, func(_ context.Context, s *servers, _ variant) (int, int, error) { return s.pg.Port, 0, nil }},
+	{"pgbouncer", "PgBouncer", false, func(ctx context.Context, s *servers, _ variant) (int, int, error) { return s.startPgBouncer(ctx) }},
+	{"pgcloak", "pgcloak", true, func(ctx context.Context, s *servers, v variant) (int, int, error) {
+		return s.startPgcloak(ctx, "pgcloak"+v.suffix, v, "")
+	}},
 	// pgcloak with the tables of bench/sql/encryption_setup.sql protected.
-	{"pgcloak-enc", "pgcloak (encrypting)", func(ctx context.Context, s *servers) (int, error) { return s.startPgcloakEnc(ctx) }},
+	{"pgcloak-enc", "pgcloak (encrypting)", true, func(ctx context.Context, s *servers, v variant) (int, int, error) {
+		return s.startPgcloakEnc(ctx, v)
+	}},
 }
 
 func targetNames() []string {
@@ -56,21 +64,28 @@ func findTarget(name string) *targetKind {
 }
 
 // title is the target's name for people.
-func title(name string) string {
-	if t := findTarget(name); t != nil {
-		return t.title
+func title(t target) string {
+	k := findTarget(t.Kind)
+	if k == nil {
+		return t.Name
 	}
-	return name
+	if !k.perVariant || t.Variant == "" {
+		return k.title
+	}
+	return k.title + " " + t.Variant
 }
 
 // servers starts the proxies in front of one PostgreSQL.
 type servers struct {
-	env        *env
-	pg         *harness.Postgres
-	pgcloakBin string
-	gomaxprocs int // of pgcloak; 0: Go's default
-	clients    int
-	unix       bool // proxies reach PostgreSQL over its Unix socket
+	env     *env
+	pg      *harness.Postgres
+	clients int
+	unix    bool // proxies reach PostgreSQL over its Unix socket
+	// encYAML is the configuration of pgcloak-enc once its keys exist;
+	// encFilled: the protected tables were filled. The first pgcloak-enc
+	// variant does both; the others share the keys and the tables.
+	encYAML   string
+	encFilled bool
 }
 
 // upstreamHost is the host both proxies connect to: PostgreSQL's socket
@@ -85,9 +100,9 @@ func (s *servers) upstreamHost() string {
 // startPgBouncer runs PgBouncer in session mode in the foreground, as a
 // child process, with trust authentication for benchUser. PgBouncer refuses
 // to run as root; then it runs as the postgres user, like PostgreSQL.
-func (s *servers) startPgBouncer(ctx context.Context) (int, error) {
+func (s *servers) startPgBouncer(ctx context.Context) (port, pid int, err error) {
 	dir := s.env.TempDir()
-	port := harness.FreePort(s.env)
+	port = harness.FreePort(s.env)
 	auth := filepath.Join(dir, "userlist.txt")
 	ini := fmt.Sprintf(`[databases]
 * = host=%s port=%d
@@ -106,64 +121,44 @@ log_connections = 0
 log_disconnections = 0
 `, s.upstreamHost(), s.pg.Port, port, auth, 4*s.clients+100, s.clients+10)
 	if err := os.WriteFile(auth, []byte(strconv.Quote(benchUser)+` ""`+"\n"), 0o644); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	conf := filepath.Join(dir, "pgbouncer.ini")
 	if err := os.WriteFile(conf, []byte(ini), 0o644); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	prog := harness.RequireBinary(s.env, "pgbouncer")
 	c, err := s.env.start(ctx, "pgbouncer", serverCredential(), nil, prog, conf)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return port, c.waitListening(port)
+	return port, c.cmd.Process.Pid, c.waitListening(port)
 }
 
-// startPgcloak runs the pgcloak binary in front of PostgreSQL. extraYAML is
-// appended to the configuration, for targets that need more than a relay.
-// The child gets GOMAXPROCS=s.gomaxprocs; see the package documentation.
-func (s *servers) startPgcloak(ctx context.Context, name, extraYAML string) (int, error) {
-	port := harness.FreePort(s.env)
+// startPgcloak runs variant v of pgcloak in front of PostgreSQL. extraYAML
+// is appended to the configuration, for targets that need more than a
+// relay. The child gets GOMAXPROCS=v.procs; see the package documentation.
+func (s *servers) startPgcloak(ctx context.Context, name string, v variant, extraYAML string) (port, pid int, err error) {
+	port = harness.FreePort(s.env)
 	conf := filepath.Join(s.env.TempDir(), "pgcloak.yaml")
 	yaml := fmt.Sprintf("listen: 127.0.0.1:%d\nupstream: \"host=%s port=%d sslmode=disable\"\nlimits:\n  max_client_connections: %d\n%s",
 		port, s.upstreamHost(), s.pg.Port, 4*s.clients+100, extraYAML)
 	if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var env []string
-	if s.gomaxprocs > 0 {
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(s.gomaxprocs))
+	if v.procs > 0 {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(v.procs))
 	}
-	c, err := s.env.start(ctx, name, nil, env, s.pgcloakBin, "serve", "--config", conf, "--log-level", "warn")
+	c, err := s.env.start(ctx, name, nil, env, v.bin, "serve", "--config", conf, "--log-level", "warn")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return port, c.waitListening(port)
+	return port, c.cmd.Process.Pid, c.waitListening(port)
 }
 
 // module is pgcloak's module path.
 const module = "github.com/pgcloak/pgcloak"
-
-// buildPgcloak builds the checkout this program is run from into a
-// temporary directory.
-func buildPgcloak(ctx context.Context, e *env) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", module).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("find the %s checkout (run from the repository, or pass -pgcloak BINARY): %w\n%s", module, err, out)
-	}
-	dir := strings.TrimSpace(string(out))
-	bin := filepath.Join(e.TempDir(), "pgcloak")
-	logf("building pgcloak: go build -o %s . (in %s)", bin, dir)
-	// -buildvcs=auto: stamp the commit for the report even when GOFLAGS
-	// turns it off, without failing outside a repository.
-	cmd := exec.CommandContext(ctx, "go", "build", "-buildvcs=auto", "-o", bin, ".")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %w\n%s", err, out)
-	}
-	return bin, nil
-}
 
 // checkTarget connects through port and reads a pgbench table, so that a
 // broken target fails in seconds rather than after the warm-up.

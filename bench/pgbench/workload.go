@@ -23,8 +23,11 @@ const (
 
 // target is a server that pgbench can connect to on 127.0.0.1.
 type target struct {
-	Name string `json:"name"`
-	Port int    `json:"port"`
+	Name    string `json:"name"`
+	Kind    string `json:"kind"`              // its targetKind
+	Variant string `json:"variant,omitempty"` // of pgcloak: the suffix without its dash
+	Port    int    `json:"port"`
+	PID     int    `json:"pid,omitempty"` // the process whose CPU time is measured
 }
 
 // workload is one line of the result table: the pgbench arguments that say
@@ -53,19 +56,38 @@ func makeWorkloads(o options) []workload {
 	return ws
 }
 
+// measurement is the result of one pgbench run.
+type measurement struct {
+	tps       float64
+	cpuPerTxn float64 // µs of the target process's CPU per transaction (0: not measured)
+}
+
 // measure runs w against t for secs seconds and returns the TPS that pgbench
-// reports.
-func measure(ctx context.Context, o options, t target, w workload, secs int) (float64, error) {
+// reports and the CPU time t's process spent per transaction.
+func measure(ctx context.Context, o options, t target, w workload, secs int) (measurement, error) {
 	args := append([]string{"-n", "-c", strconv.Itoa(o.clients), "-j", strconv.Itoa(o.jobs), "-T", strconv.Itoa(secs)}, w.Args...)
+	cpu, err := startCPU(t.PID)
+	if err != nil {
+		return measurement{}, fmt.Errorf("%s: %w", t.Name, err)
+	}
 	out, err := pgbench(ctx, t.Port, args...)
 	if err != nil {
-		return 0, fmt.Errorf("%s against %s: pgbench %s: %w\n%s", w.Name, t.Name, strings.Join(args, " "), err, out)
+		return measurement{}, fmt.Errorf("%s against %s: pgbench %s: %w\n%s", w.Name, t.Name, strings.Join(args, " "), err, out)
 	}
-	tps, err := parseTPS(out)
+	used, err := cpu.used()
 	if err != nil {
-		return 0, fmt.Errorf("%s against %s: %w\n%s", w.Name, t.Name, err, out)
+		return measurement{}, fmt.Errorf("%s: %w", t.Name, err)
 	}
-	return tps, nil
+	var m measurement
+	if m.tps, err = parseTPS(out); err != nil {
+		return m, fmt.Errorf("%s against %s: %w\n%s", w.Name, t.Name, err, out)
+	}
+	txns, err := parseTxns(out)
+	if err != nil || txns == 0 {
+		return m, fmt.Errorf("%s against %s: no transactions counted (%v)\n%s", w.Name, t.Name, err, out)
+	}
+	m.cpuPerTxn = float64(used.Nanoseconds()) / 1e3 / float64(txns)
+	return m, nil
 }
 
 // pgbench runs pgbench against benchDB on 127.0.0.1:port and returns its

@@ -112,7 +112,7 @@ func (ss *session) copyEncrypt(st *copyState) copyfmt.FieldFunc {
 func (ss *session) copyDecrypt(st *copyState) copyfmt.FieldFunc {
 	return func(dst []byte, i int, v []byte) ([]byte, error) {
 		col := st.cols[i]
-		plain, err := ss.decryptValue(fieldPlan{col: col, format: 1, srvFormat: 1}, v)
+		plain, err := ss.decryptValue(&ss.cloak.scratch, fieldPlan{col: col, format: 1, srvFormat: 1}, v)
 		if err != nil {
 			return dst, err
 		}

@@ -51,7 +51,7 @@ func TestUnreadablePlan(t *testing.T) {
 	if !p.unreadable || !p.protected {
 		t.Fatalf("plan %+v not refused", p)
 	}
-	if _, err := (&session{}).decryptRow(p, []byte{'D', 0, 0, 0, 14, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0}); err == nil {
+	if _, err := (&session{cloak: &cloak{}}).decryptRow(p, []byte{'D', 0, 0, 0, 14, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0}); err == nil {
 		t.Fatal("rows of an unreadable plan were passed on")
 	}
 	if p := actual.withFormats(nil, nil); p.unreadable {

@@ -376,8 +376,27 @@ func (ss *session) parameterStatus(m []byte) {
 }
 
 // decryptRow rebuilds a DataRow with protected values decrypted and encoded
-// in the format the client asked for.
+// in the format the client asked for, in the server loop's buffers.
 func (ss *session) decryptRow(plan *rowPlan, m []byte) ([]byte, error) {
+	c := ss.cloak
+	out, err := ss.appendDecryptedRow(c.rowScratch[:0], &c.scratch, plan, m)
+	if err != nil {
+		return nil, err
+	}
+	if cap(out) <= 1<<20 {
+		c.rowScratch = out
+	}
+	return out, nil
+}
+
+// appendDecryptedRow appends DataRow m rebuilt with protected values
+// decrypted and encoded in the format the client asked for; on error it
+// returns nil (dst's bytes are untouched). It is the one function that decrypts a row: the server
+// loop calls it (decryptRow), and so do the workers that decrypt the rows
+// of a wide result in parallel (pipeline.go), each with its own dst and sc.
+// Whatever else it reads of the session (the committed value formats) does
+// not change while a result's rows arrive.
+func (ss *session) appendDecryptedRow(dst []byte, sc *rowScratch, plan *rowPlan, m []byte) ([]byte, error) {
 	c := ss.cloak
 	body := m[wire.HeaderLen:]
 	if len(body) < 2 {
@@ -394,7 +413,8 @@ func (ss *session) decryptRow(plan *rowPlan, m []byte) ([]byte, error) {
 	if nf != len(plan.fields) {
 		return nil, wire.Protocol("DataRow does not match its RowDescription")
 	}
-	out := append(c.rowScratch[:0], 'D', 0, 0, 0, 0, body[0], body[1])
+	start := len(dst)
+	out := append(dst, 'D', 0, 0, 0, 0, body[0], body[1])
 	i := 2
 	sess := &c.fmtCommitted
 	for k := range nf {
@@ -418,7 +438,7 @@ func (ss *session) decryptRow(plan *rowPlan, m []byte) ([]byte, error) {
 			out = append(out, v...)
 			continue
 		}
-		plain, err := ss.decryptValue(f, v)
+		plain, err := ss.decryptValue(sc, f, v)
 		if err != nil {
 			return nil, err
 		}
@@ -429,24 +449,20 @@ func (ss *session) decryptRow(plan *rowPlan, m []byte) ([]byte, error) {
 		}
 		binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
 	}
-	binary.BigEndian.PutUint32(out[1:], uint32(len(out)-1))
-	if cap(out) <= 1<<20 {
-		c.rowScratch = out
-	}
+	binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
 	return out, nil
 }
 
 // decryptValue returns the canonical plaintext of one protected value as the
-// server sent it (bytea text form "\x…" or binary).
-func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
-	c := ss.cloak
+// server sent it (bytea text form "\x…" or binary), in sc.
+func (ss *session) decryptValue(sc *rowScratch, f fieldPlan, v []byte) ([]byte, error) {
 	raw := v
 	if f.srvFormat == 0 {
 		var err error
-		if c.hexScratch, err = decodeByteaText(c.hexScratch[:0], v); err != nil {
+		if sc.hex, err = decodeByteaText(sc.hex[:0], v); err != nil {
 			return nil, columnDataError(f.col, err)
 		}
-		raw = c.hexScratch
+		raw = sc.hex
 	}
 	if !crypto.IsCiphertext(raw) {
 		if f.col.migrating {
@@ -454,7 +470,7 @@ func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
 		}
 		return nil, columnDataError(f.col, errors.New("value is not pgcloak ciphertext (written around pgcloak?)"))
 	}
-	plain, err := f.col.keyring.Decrypt(c.serverPlain[:0], raw, f.col.id)
+	plain, err := f.col.keyring.Decrypt(sc.plain[:0], raw, f.col.id)
 	if err != nil {
 		var uk *crypto.UnknownKeyVersionError
 		if errors.As(err, &uk) {
@@ -462,7 +478,7 @@ func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
 			// When that fails the reason (Vault unreachable, say) is what
 			// the client and the DBA need to read.
 			rerr := ss.prot.protection.Load().reload()
-			plain, err = f.col.keyring.Decrypt(c.serverPlain[:0], raw, f.col.id)
+			plain, err = f.col.keyring.Decrypt(sc.plain[:0], raw, f.col.id)
 			if err != nil && rerr != nil {
 				err = fmt.Errorf("%w; loading new key versions failed: %v", err, rerr)
 			}
@@ -471,7 +487,7 @@ func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
 			return nil, keyError(f.col, err)
 		}
 	}
-	c.serverPlain = plain
+	sc.plain = plain
 	return plain, nil
 }
 

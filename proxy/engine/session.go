@@ -93,7 +93,8 @@ func (ss *session) ClientGone(w *bufio.Writer) {
 
 // ServerWants implements proxy.Hook: answers to pending requests, rows that
 // hold protected (or unattributed bytea) columns, and COPY TO data of a
-// protected table.
+// protected table; while decrypted rows are held back (pipeline.go), every
+// message, so that none overtakes them.
 func (ss *session) ServerWants(t wire.ServerMsg) bool {
 	c := ss.cloak
 	switch t {
@@ -109,13 +110,14 @@ func (ss *session) ServerWants(t wire.ServerMsg) bool {
 		wire.ErrorResponse, wire.ReadyForQuery, wire.ParameterStatus:
 		return true
 	}
-	return false
+	return c.rows.holding()
 }
 
 // ServerGone implements proxy.Hook: a client loop waiting for an answer
 // stops waiting.
 func (ss *session) ServerGone() {
 	c := ss.cloak
+	c.rows.endStreak()
 	c.mu.Lock()
 	c.closed = true
 	c.answered.Broadcast()
@@ -126,6 +128,11 @@ func (ss *session) ServerGone() {
 func (ss *session) ServerMessage(t wire.ServerMsg, m []byte, w *bufio.Writer) error {
 	ss.toClient = w
 	c := ss.cloak
+	if t != wire.DataRow {
+		if err := ss.rowsPause(w); err != nil { // rows held go first
+			return err
+		}
+	}
 	switch t {
 	case wire.DataRow:
 		if !c.cur.protected {
@@ -135,12 +142,7 @@ func (ss *session) ServerMessage(t wire.ServerMsg, m []byte, w *bufio.Writer) er
 			_, err := w.Write(m)
 			return err
 		}
-		out, err := ss.decryptRow(c.cur, m)
-		if err != nil {
-			return err // a value that does not decrypt is never passed on
-		}
-		_, err = w.Write(out)
-		return err
+		return ss.protectedRow(c.cur, m, w)
 	case wire.CopyOutResponse:
 		c.mu.Lock()
 		if head := c.q.peek(); head != nil && head.copy != nil && !head.copy.plan.From {

@@ -224,9 +224,12 @@ type cloak struct {
 	clientPlain   []byte // canonical plaintext being encrypted
 
 	// Scratch buffers of the server loop.
-	rowScratch  []byte // rebuilt DataRows
-	hexScratch  []byte // decoded bytea text
-	serverPlain []byte // decrypted plaintext
+	rowScratch []byte     // rebuilt DataRows
+	scratch    rowScratch // decoded bytea text, decrypted plaintext
+
+	// rows decrypts the rows of wide results on several cores (server
+	// loop only; see pipeline.go).
+	rows rowPipeline
 }
 
 // newCloak returns the state of a new session of user with protection p.

@@ -27,6 +27,11 @@ type Reader struct {
 	// hot path does no atomic work per message. Nil: not counted.
 	Stats        Counter
 	nread, nmsgs int
+
+	// BeforeWait, if set, runs before any read that may block, before the
+	// peer is flushed (it may write to the peer). Its error is returned by
+	// the call that was reading.
+	BeforeWait func() error
 }
 
 // Counter receives the bytes and messages a Reader has read.
@@ -60,6 +65,16 @@ func (f *Reader) Peek(n int) ([]byte, error) {
 	return f.buf[f.r : f.r+n], nil
 }
 
+// wait prepares a read that may block: BeforeWait, then the peer's flush.
+func (f *Reader) wait() error {
+	if f.BeforeWait != nil {
+		if err := f.BeforeWait(); err != nil {
+			return err
+		}
+	}
+	return f.flushPeer()
+}
+
 // flushPeer sends what the other leg has buffered.
 func (f *Reader) flushPeer() error {
 	if f.peer.Buffered() == 0 {
@@ -86,7 +101,7 @@ func (f *Reader) fill(want int) error {
 		f.w = copy(f.buf, f.buf[f.r:f.w])
 		f.r = 0
 	}
-	if err := f.flushPeer(); err != nil {
+	if err := f.wait(); err != nil {
 		return err
 	}
 	n, err := f.rd.Read(f.buf[f.w:])
@@ -159,13 +174,16 @@ func (f *Reader) LargeMessage(dst []byte, bodyLen int) ([]byte, error) {
 	dst = dst[:n]
 	got := copy(dst, f.buf[f.r:f.w])
 	f.r += got
-	if err := f.flushPeer(); err != nil {
-		return nil, err
-	}
-	n2, err := io.ReadFull(f.rd, dst[got:])
-	f.nread += n2
-	if err != nil {
-		return nil, UnexpectedEOF(err)
+	for got < n {
+		if err := f.wait(); err != nil {
+			return nil, err
+		}
+		m, err := f.rd.Read(dst[got:])
+		got += m
+		f.nread += m
+		if err != nil && got < n {
+			return nil, UnexpectedEOF(err)
+		}
 	}
 	return dst, nil
 }

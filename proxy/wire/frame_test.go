@@ -163,3 +163,47 @@ func TestLargeMessage(t *testing.T) {
 		t.Fatalf("largeMessage = %q, %v", got, err)
 	}
 }
+
+// TestBeforeWait: BeforeWait runs before every read (Header, Message,
+// LargeMessage), before the peer is flushed, and never while whole messages
+// are buffered; its error is the reading call's.
+func TestBeforeWait(t *testing.T) {
+	m := append(msg('D', "ab"), msg('D', string(bytes.Repeat([]byte("y"), 300)))...)
+	var out bytes.Buffer
+	w := bufio.NewWriter(&out)
+	f := NewReader(iotest.OneByteReader(bytes.NewReader(m)), w, 64)
+	var calls int
+	f.BeforeWait = func() error {
+		calls++
+		_, err := w.WriteString("held") // written before the peer's flush
+		return err
+	}
+	_, n, err := f.Header(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Message(n); err != nil {
+		t.Fatal(err)
+	}
+	_, n, err = f.Header(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.LargeMessage(nil, n); err != nil {
+		t.Fatal(err)
+	}
+	// One byte per read: one call per byte of input.
+	if calls != len(m) {
+		t.Errorf("BeforeWait ran %d times for %d one-byte reads", calls, len(m))
+	}
+	if want := bytes.Repeat([]byte("held"), calls); !bytes.Equal(out.Bytes(), want) || w.Buffered() != 0 {
+		t.Errorf("peer got %d bytes, holds %d, want %d flushed: what BeforeWait wrote must go out before each read", out.Len(), w.Buffered(), len(want))
+	}
+
+	stop := errors.New("stop")
+	f = NewReader(bytes.NewReader(m), w, 64)
+	f.BeforeWait = func() error { return stop }
+	if _, _, err := f.Header(1 << 20); err != stop {
+		t.Errorf("Header: %v, want BeforeWait's error", err)
+	}
+}
