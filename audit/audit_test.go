@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -124,7 +125,7 @@ func TestTampering(t *testing.T) {
 	otherKey := func() string {
 		// A record sealed with another key, in the right place of the chain.
 		r, _, _, _ := parse([]byte(good[3]))
-		line, _, _ := seal(nil, r, NewKey())
+		line, _ := seal(nil, r, newMAC(NewKey()))
 		return strings.TrimSuffix(string(line), "\n")
 	}()
 	for _, c := range []struct {
@@ -293,5 +294,28 @@ func TestFailure(t *testing.T) {
 				t.Errorf("block: lost %d, want both admitted records written:\n%s", lost, text)
 			}
 		})
+	}
+}
+
+// TestRecordJSON: a record reads back (encoding/json) as it was, whatever
+// its strings hold.
+func TestRecordJSON(t *testing.T) {
+	tricky := "q\"b\\s\n\t\x01<&> 山田 \u2028 \xff end"
+	r := &Record{Seq: 7, Time: "t", Event: EventRead, Instance: tricky, KEK: "k", KeyID: "id", WrappedKey: []byte{0, 1, 255}, After: AfterStart,
+		Session: "s", BackendPID: 42, Role: tricky, ApplicationName: tricky, Client: "c", Database: "d", Fingerprint: "f", Command: "SELECT",
+		Rows: -1, Columns: []Column{{Column: tricky, Outcome: "masked", Mask: "fixed:" + tricky, Access: "read", Values: 3, KeyVersions: []uint32{1, 4294967295}}, {Column: "x"}},
+		SQLState: "42501", Incomplete: true, Lost: 9, Prev: "p"}
+	line, mac := seal(nil, r, newMAC([]byte("key")))
+	got, body, gotMAC, err := parse(bytes.TrimSuffix(line, []byte("\n")))
+	if err != nil {
+		t.Fatalf("%v: %s", err, line)
+	}
+	want := *r
+	want.Instance = strings.Replace(tricky, "\xff", "\ufffd", 1)
+	want.Role, want.ApplicationName = want.Instance, want.Instance
+	want.Columns = []Column{r.Columns[0], r.Columns[1]}
+	want.Columns[0].Column, want.Columns[0].Mask = want.Instance, "fixed:"+want.Instance
+	if !reflect.DeepEqual(got, &want) || gotMAC != mac || sign([]byte("key"), body) != mac {
+		t.Errorf("read back\n%+v\nwant\n%+v", got, &want)
 	}
 }

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"hash"
+	"strconv"
+	"unicode/utf8"
 )
 
 // Events of the log.
@@ -84,25 +88,146 @@ const macSep = `,"mac":"`
 // macHexLen is the MAC's length in hex digits.
 const macHexLen = 2 * sha256.Size
 
-// seal marshals r and appends the MAC under key and a newline.
-func seal(dst []byte, r *Record, key []byte) ([]byte, string, error) {
-	body, err := json.Marshal(r)
-	if err != nil {
-		return dst, "", err
-	}
-	body = body[:len(body)-1] // the closing brace
-	mac := sign(key, body)
-	dst = append(dst, body...)
+// seal appends r as a line, its MAC under h (an HMAC-SHA-256, reset after)
+// and a newline to dst.
+func seal(dst []byte, r *Record, h hash.Hash) ([]byte, string) {
+	start := len(dst)
+	dst = appendRecord(dst, r)
+	h.Write(dst[start:])
+	var sum [sha256.Size]byte
+	mac := hex.EncodeToString(h.Sum(sum[:0]))
+	h.Reset()
 	dst = append(dst, macSep...)
 	dst = append(dst, mac...)
 	dst = append(dst, "\"}\n"...)
-	return dst, mac, nil
+	return dst, mac
 }
 
+// newMAC is the HMAC of records under key.
+func newMAC(key []byte) hash.Hash { return hmac.New(sha256.New, key) }
+
 func sign(key, body []byte) string {
-	h := hmac.New(sha256.New, key)
+	h := newMAC(key)
 	h.Write(body)
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// appendRecord appends r as JSON without its closing brace, fields in the
+// order of the struct, empty optional ones left out: what encoding/json
+// makes of it, without the reflection (the writer makes one per statement).
+func appendRecord(b []byte, r *Record) []byte {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	b = appendField(b, "time", r.Time)
+	b = appendField(b, "event", r.Event)
+	b = appendField(b, "instance", r.Instance)
+	b = appendField(b, "kek", r.KEK)
+	b = appendField(b, "key_id", r.KeyID)
+	if len(r.WrappedKey) > 0 {
+		b = append(b, `,"wrapped_key":"`...)
+		b = base64.StdEncoding.AppendEncode(b, r.WrappedKey)
+		b = append(b, '"')
+	}
+	b = appendField(b, "after", r.After)
+	b = appendField(b, "session", r.Session)
+	if r.BackendPID != 0 {
+		b = append(b, `,"backend_pid":`...)
+		b = strconv.AppendUint(b, uint64(r.BackendPID), 10)
+	}
+	b = appendField(b, "role", r.Role)
+	b = appendField(b, "application_name", r.ApplicationName)
+	b = appendField(b, "client", r.Client)
+	b = appendField(b, "database", r.Database)
+	b = appendField(b, "fingerprint", r.Fingerprint)
+	b = appendField(b, "command", r.Command)
+	if r.Rows != 0 {
+		b = append(b, `,"rows":`...)
+		b = strconv.AppendInt(b, r.Rows, 10)
+	}
+	if len(r.Columns) > 0 {
+		b = append(b, `,"columns":[`...)
+		for i, c := range r.Columns {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"column":`...)
+			b = appendString(b, c.Column)
+			b = appendField(b, "outcome", c.Outcome)
+			b = appendField(b, "mask", c.Mask)
+			b = appendField(b, "access", c.Access)
+			b = append(b, `,"values":`...)
+			b = strconv.AppendInt(b, c.Values, 10)
+			if len(c.KeyVersions) > 0 {
+				b = append(b, `,"key_versions":[`...)
+				for j, v := range c.KeyVersions {
+					if j > 0 {
+						b = append(b, ',')
+					}
+					b = strconv.AppendUint(b, uint64(v), 10)
+				}
+				b = append(b, ']')
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = appendField(b, "sqlstate", r.SQLState)
+	if r.Incomplete {
+		b = append(b, `,"incomplete":true`...)
+	}
+	if r.Lost != 0 {
+		b = append(b, `,"lost":`...)
+		b = strconv.AppendUint(b, r.Lost, 10)
+	}
+	b = append(b, `,"prev":`...)
+	return appendString(b, r.Prev)
+}
+
+// appendField appends ,"name":"value" unless value is empty.
+func appendField(b []byte, name, value string) []byte {
+	if value == "" {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return appendString(b, value)
+}
+
+// appendString appends s as a JSON string: quotes, backslashes and control
+// characters escaped, invalid UTF-8 as U+FFFD (as encoding/json does).
+// Runs that need nothing are copied whole.
+func appendString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	run := 0 // start of the bytes not yet appended
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError || size != 1 {
+				i += size
+				continue
+			}
+		}
+		b = append(b, s[run:i]...)
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		default:
+			b = append(b, `\ufffd`...)
+		}
+		i++
+		run = i
+	}
+	b = append(b, s[run:]...)
+	return append(b, '"')
 }
 
 // split cuts a line (without its newline) into the signed part and the MAC.

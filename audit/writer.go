@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strconv"
@@ -119,6 +120,7 @@ type Writer struct {
 	batchN   int
 	dirty    bool
 	fps      map[string]string
+	mac      hash.Hash // HMAC-SHA-256 under the key
 }
 
 // Open opens (or continues) the log and writes its open record. It fails
@@ -142,6 +144,7 @@ func Open(o Options) (*Writer, error) {
 		closed: make(chan struct{}),
 		keyID:  hex.EncodeToString(sum[:8]),
 		fps:    map[string]string{},
+		mac:    newMAC(o.Key),
 	}
 	after, err := w.resume()
 	if err != nil {
@@ -163,14 +166,31 @@ func Open(o Options) (*Writer, error) {
 	return w, nil
 }
 
+// tailBytes is how much of an existing file resume reads: far more than
+// the longest record.
+const tailBytes = 1 << 20
+
 // resume reads the chain's end from an existing file: its last complete
 // record. It returns what the open record must say came before.
 func (w *Writer) resume() (string, error) {
-	data, err := os.ReadFile(w.o.File)
-	if errors.Is(err, os.ErrNotExist) || err == nil && len(data) == 0 {
+	f, err := os.Open(w.o.File)
+	if errors.Is(err, os.ErrNotExist) {
 		return AfterStart, nil
 	}
 	if err != nil {
+		return "", fmt.Errorf("audit log %s: %w", w.o.File, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("audit log %s: %w", w.o.File, err)
+	}
+	if st.Size() == 0 {
+		return AfterStart, nil
+	}
+	from := max(0, st.Size()-tailBytes)
+	data := make([]byte, st.Size()-from)
+	if _, err := f.ReadAt(data, from); err != nil {
 		return "", fmt.Errorf("audit log %s: %w", w.o.File, err)
 	}
 	complete := data[len(data)-1] == '\n'
@@ -191,12 +211,12 @@ func (w *Writer) resume() (string, error) {
 	}
 	if !complete {
 		// A partial last line: the next record starts on a line of its own.
-		f, err := os.OpenFile(w.o.File, os.O_WRONLY|os.O_APPEND, 0)
+		a, err := os.OpenFile(w.o.File, os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {
 			return "", fmt.Errorf("audit log %s: %w", w.o.File, err)
 		}
-		_, err = f.Write([]byte("\n"))
-		f.Close()
+		_, err = a.Write([]byte("\n"))
+		a.Close()
 		if err != nil {
 			return "", fmt.Errorf("audit log %s: %w", w.o.File, err)
 		}
@@ -350,9 +370,12 @@ func (w *Writer) run() {
 	}
 }
 
+// drainMax bounds the records of one write, and so the batch's size.
+const drainMax = 1024
+
 // drain handles the events already waiting, so a burst is one write.
 func (w *Writer) drain() {
-	for {
+	for n := 0; n < drainMax; n++ {
 		select {
 		case ev := <-w.events:
 			w.handle(ev)
@@ -413,13 +436,8 @@ func (w *Writer) write(r *Record) {
 	if r.Time == "" {
 		r.Time = w.o.Now().UTC().Format(time.RFC3339Nano)
 	}
-	batch, mac, err := seal(w.batch, r, w.o.Key)
-	if err != nil {
-		w.o.Log.Error("audit record cannot be made", zap.Error(err))
-		w.drop(1)
-		return
-	}
-	w.batch, w.seq, w.prev = batch, r.Seq, mac
+	w.batch, w.prev = seal(w.batch, r, w.mac)
+	w.seq = r.Seq
 	w.batchN++
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pgcloak/pgcloak/cmd"
@@ -229,6 +231,41 @@ func TestAccessRules(t *testing.T) {
 			_, err := a.as(t, "nobody").PgConn().CopyTo(ctx, &out, "COPY customers TO STDOUT")
 			return err
 		}(), "public.customers.email")
+	})
+
+	t.Run("view", func(t *testing.T) {
+		// A view made around pgcloak: its columns are the base table's.
+		a.exec(t, a.directConn(t), "CREATE VIEW cust_v AS SELECT id, email FROM customers; GRANT SELECT ON cust_v TO "+a.role("support")+", "+a.role("nobody"))
+		r := simple(a.as(t, "support"), "SELECT * FROM cust_v WHERE id = 1")
+		reads["support"]++
+		if r.err != nil || len(r.rows) != 1 || string(r.rows[0][1]) != "t***@example.jp" {
+			t.Errorf("support through a view: %v %q", r.err, r.rows)
+		}
+		wantDenied(t, "nobody through a view", simple(a.as(t, "nobody"), "SELECT * FROM cust_v").err, "public.customers.email")
+
+		// A cursor opened by server-side code: pgcloak sees only the FETCH,
+		// and learns what it returns when the rows are already coming.
+		a.exec(t, a.directConn(t), `CREATE FUNCTION open_c() RETURNS refcursor LANGUAGE plpgsql AS $$
+DECLARE c refcursor := 'c'; BEGIN OPEN c FOR SELECT id, email FROM customers ORDER BY id; RETURN c; END $$`)
+		s := a.as(t, "support")
+		a.exec(t, s, "BEGIN")
+		a.exec(t, s, "SELECT open_c()")
+		r = simple(s, "FETCH 1 FROM c")
+		reads["support"]++
+		if r.err != nil || string(r.rows[0][1]) != "t***@example.jp" {
+			t.Errorf("support FETCH from a server-side cursor: %v %q", r.err, r.rows)
+		}
+		n := a.as(t, "nobody")
+		a.exec(t, n, "BEGIN")
+		a.exec(t, n, "SELECT open_c()")
+		err := simple(n, "FETCH 1 FROM c").err
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Severity != "FATAL" || pe.Code != "42501" || !strings.Contains(pe.Detail, "session ends rather than return the rows") {
+			t.Errorf("nobody FETCH from a server-side cursor: %v, want FATAL 42501", err)
+		}
+		if !n.PgConn().IsClosed() && simple(n, "SELECT 1").err == nil {
+			t.Error("the session goes on after the FATAL")
+		}
 	})
 
 	t.Run("role fixed at login", func(t *testing.T) {
@@ -501,4 +538,33 @@ func expectMask(role, typ, value, fixed string) (*string, string) {
 		return &s, typ
 	}
 	return nil, typ
+}
+
+// TestAccessClientCert: a rule narrowed to a client certificate applies to
+// sessions whose certificate pgcloak verified with that CN, and to no other
+// session of the role.
+func TestAccessClientCert(t *testing.T) {
+	t.Parallel()
+	serverCA := harness.NewCA(t, "pgcloak server CA")
+	clientCA := harness.NewCA(t, "pgcloak client CA")
+	cert := serverCA.Issue(t, "127.0.0.1", "localhost")
+	e := newEncEnv(t, encEnvOptions{
+		schema: "CREATE TABLE t (id int PRIMARY KEY, secret bytea)",
+		tables: "public.t:\n  secret: {type: text, key: pii}\n",
+		extra: fmt.Sprintf(`tls: {cert_file: %s, key_file: %s, client_ca_file: %s}
+access:
+  roles:
+    %s: {read: plaintext, write: true, client_cert: [desk-1]}
+`, cert.CertFile, cert.KeyFile, clientCA.CertFile, harness.SuperUser),
+	})
+	as := func(cn string) string {
+		c := clientCA.IssueClient(t, cn)
+		return e.dsn("sslmode", "verify-full", "sslrootcert", serverCA.CertFile, "sslcert", c.CertFile, "sslkey", c.KeyFile)
+	}
+	desk := connect(t, as("desk-1"))
+	if r := simple(desk, "INSERT INTO t VALUES (1, 'for desk-1'); SELECT secret FROM t"); r.err != nil || string(r.rows[0][0]) != "for desk-1" {
+		t.Errorf("with certificate desk-1: %v %q", r.err, r.rows)
+	}
+	other := connect(t, as("desk-2"))
+	wantDenied(t, "with certificate desk-2", simple(other, "SELECT secret FROM t").err, "public.t.secret")
 }

@@ -33,48 +33,84 @@ tables:
   public.copy_enc: {full_name: {type: text, key: pii}, email: {type: text, key: pii}, phone: {type: text, key: pii}}
 `
 
+// accessYAML adds access rules and the audit log (target pgcloak-access):
+// the benchmark's role reads plaintext by its rule, another role would see
+// masks, and every statement that decrypts is recorded.
+const accessYAML = `access:
+  default: deny
+  roles:
+    %s: {read: plaintext, write: true}
+    support: {read: masked, mask: "null"}
+  tables:
+    public.t_enc.email: {support: email}
+audit:
+  file: %s
+`
+
 // startPgcloakEnc runs pgcloak with the tables of encryption_setup.sql
-// protected (keys init first), then fills the protected tables through it
-// with the same rows as their plaintext twins. It needs -setup
-// bench/sql/encryption_setup.sql.
-func (s *servers) startPgcloakEnc(ctx context.Context) (int, error) {
+// protected, and with access rules and the audit log when access is set.
+// The first such target makes the keys (keys init) and fills the protected
+// tables through itself with the same rows as their plaintext twins. It
+// needs -setup bench/sql/encryption_setup.sql.
+func (s *servers) startPgcloakEnc(ctx context.Context, name string, access bool) (int, error) {
 	dir := s.env.TempDir()
-	keyFile := filepath.Join(dir, "master.key")
-	if err := localkms.GenerateKeyFile(keyFile); err != nil {
-		return 0, err
+	first := s.encYAML == ""
+	if first {
+		keyFile := filepath.Join(dir, "master.key")
+		if err := localkms.GenerateKeyFile(keyFile); err != nil {
+			return 0, err
+		}
+		s.encYAML = fmt.Sprintf(encryptionYAML, s.pg.SocketDir, s.pg.Port, benchUser, benchDB, keyFile)
+		conf := filepath.Join(dir, "keys.yaml")
+		yaml := fmt.Sprintf("upstream: \"host=%s port=%d sslmode=disable\"\n%s", s.upstreamHost(), s.pg.Port, s.encYAML)
+		if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
+			return 0, err
+		}
+		if out, err := exec.CommandContext(ctx, s.pgcloakBin, "keys", "init", "--config", conf, "--log-level", "warn").CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("pgcloak keys init: %w\n%s", err, out)
+		}
+		// The CHECK backstops, without which pgcloak does not serve.
+		if out, err := exec.CommandContext(ctx, s.pgcloakBin, "protect", "--config", conf, "--apply", "--log-level", "warn").CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("pgcloak protect --apply: %w\n%s", err, out)
+		}
 	}
-	extra := fmt.Sprintf(encryptionYAML, s.pg.SocketDir, s.pg.Port, benchUser, benchDB, keyFile)
-	conf := filepath.Join(dir, "keys.yaml")
-	yaml := fmt.Sprintf("upstream: \"host=%s port=%d sslmode=disable\"\n%s", s.upstreamHost(), s.pg.Port, extra)
-	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
-		return 0, err
+	extra := s.encYAML
+	if access {
+		extra += fmt.Sprintf(accessYAML, benchUser, filepath.Join(dir, "audit.log"))
 	}
-	if out, err := exec.CommandContext(ctx, s.pgcloakBin, "keys", "init", "--config", conf, "--log-level", "warn").CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("pgcloak keys init: %w\n%s", err, out)
-	}
-	port, err := s.startPgcloak(ctx, "pgcloak-enc", extra)
+	port, err := s.startPgcloak(ctx, name, extra)
 	if err != nil {
-		return 0, err
+		return port, err
 	}
-	return port, fillEncrypted(ctx, port)
+	c, err := connectReady(ctx, name, port)
+	if err != nil {
+		return port, err
+	}
+	defer c.Close(ctx)
+	if !first {
+		return port, nil
+	}
+	return port, fillEncrypted(ctx, c)
 }
 
-// fillEncrypted copies the plaintext twins into the protected tables
-// through pgcloak, waiting until pgcloak has loaded its keys.
-func fillEncrypted(ctx context.Context, port int) error {
+// connectReady connects through pgcloak once it has loaded its keys.
+func connectReady(ctx context.Context, name string, port int) (*pgx.Conn, error) {
 	dsn := fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", benchUser, port, benchDB)
-	var c *pgx.Conn
-	var err error
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		if c, err = pgx.Connect(ctx, dsn); err == nil {
-			break
+		c, err := pgx.Connect(ctx, dsn)
+		if err == nil {
+			return c, nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pgcloak-enc not ready: %w", err)
+			return nil, fmt.Errorf("%s not ready: %w", name, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	defer c.Close(ctx)
+}
+
+// fillEncrypted copies the plaintext twins into the protected tables
+// through pgcloak (c).
+func fillEncrypted(ctx context.Context, c *pgx.Conn) error {
 	for _, t := range []struct {
 		table string
 		n     int

@@ -284,6 +284,8 @@ func run(ctx context.Context, o options, e *env) (err error) {
 	if o.copyRows > 0 {
 		for _, t := range targets {
 			if t.Name == "pgcloak-enc" {
+				// pgcloak-access has the same tables: the COPY figures are
+				// pgcloak-enc's.
 				if err := measureCopy(ctx, directPort, t.Port, o.copyRows, o.rounds); err != nil {
 					return err
 				}
@@ -311,7 +313,7 @@ func startTargets(ctx context.Context, o options, e *env, versions map[string]st
 		usageError("-upstream must be unix or tcp")
 	}
 	s := &servers{env: e, pgcloakBin: o.pgcloak, gomaxprocs: o.gomaxprocs, clients: o.clients, unix: o.upstream == "unix"}
-	if slices.Contains(o.targets, "pgcloak") || slices.Contains(o.targets, "pgcloak-enc") {
+	if slices.ContainsFunc(o.targets, func(t string) bool { return strings.HasPrefix(t, "pgcloak") }) {
 		if s.pgcloakBin == "" {
 			var err error
 			if s.pgcloakBin, err = buildPgcloak(ctx, e); err != nil {
@@ -353,7 +355,7 @@ func startTargets(ctx context.Context, o options, e *env, versions map[string]st
 		if err := checkTarget(ctx, port); err != nil {
 			return nil, 0, fmt.Errorf("%s on port %d does not answer queries: %w", name, port, err)
 		}
-		targets = append(targets, target{Name: name, Port: port})
+		targets = append(targets, target{Name: name, Port: port, pid: s.pids[port]})
 	}
 	return targets, s.pg.Port, nil
 }
@@ -363,16 +365,19 @@ func startTargets(ctx context.Context, o options, e *env, versions map[string]st
 func measureRounds(ctx context.Context, o options, targets []target, workloads []workload) ([]workloadResult, error) {
 	results := make([]workloadResult, len(workloads))
 	for i, w := range workloads {
-		results[i] = workloadResult{Name: w.Name, Args: w.Args, TPS: map[string][]float64{}}
+		results[i] = workloadResult{Name: w.Name, Args: w.Args, TPS: map[string][]float64{}, CPU: map[string][]float64{}}
 	}
 	for r := 1; r <= o.rounds; r++ {
 		for i, w := range workloads {
 			for _, t := range targets {
-				tps, err := measure(ctx, o, t, w, int(o.duration))
+				tps, cpu, err := measureCPU(ctx, o, t, w, int(o.duration))
 				if err != nil {
 					return nil, err
 				}
 				results[i].TPS[t.Name] = append(results[i].TPS[t.Name], tps)
+				if cpu > 0 {
+					results[i].CPU[t.Name] = append(results[i].CPU[t.Name], cpu)
+				}
 				logf("round %d/%d  %-10s %-10s %9.0f tps", r, o.rounds, w.Name, t.Name, tps)
 			}
 		}

@@ -37,6 +37,9 @@ type workloadResult struct {
 	TPS    map[string][]float64 `json:"tps"`        // by target, one per round in order
 	Median map[string]float64   `json:"median_tps"` // by target
 	Ratios map[string]float64   `json:"ratios"`     // by ratio name
+	// CPU is the proxy process's CPU time per transaction in µs, by
+	// target, one per round (pgcloak targets only).
+	CPU map[string][]float64 `json:"proxy_cpu_us_per_txn,omitempty"`
 }
 
 // finish stores the results and computes medians and the ratios whose
@@ -137,6 +140,42 @@ func (r *report) writeTable(out io.Writer) {
 		}
 		for _, name := range r.RatioNames {
 			fmt.Fprintf(tw, "%.2f\t", w.Ratios[name])
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	r.writeCPU(out)
+}
+
+// writeCPU prints the proxies' median CPU time per transaction, when
+// measured.
+func (r *report) writeCPU(out io.Writer) {
+	var names []string
+	for _, t := range r.Targets {
+		if len(r.Workloads) > 0 && len(r.Workloads[0].CPU[t.Name]) > 0 {
+			names = append(names, t.Name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "\nCPU time of the proxy process per transaction, µs (user+system from /proc, median of %s)\n\n", r.rounds())
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "workload\t")
+	for _, n := range names {
+		fmt.Fprintf(tw, "%s\t", n)
+	}
+	if len(names) == 2 {
+		fmt.Fprintf(tw, "%s/%s\t", names[1], names[0])
+	}
+	fmt.Fprintln(tw)
+	for _, w := range r.Workloads {
+		fmt.Fprintf(tw, "%s\t", w.Name)
+		for _, n := range names {
+			fmt.Fprintf(tw, "%.1f ±%.0f%%\t", median(w.CPU[n]), 100*spread(w.CPU[n]))
+		}
+		if len(names) == 2 {
+			fmt.Fprintf(tw, "%.2f\t", median(w.CPU[names[1]])/median(w.CPU[names[0]]))
 		}
 		fmt.Fprintln(tw)
 	}

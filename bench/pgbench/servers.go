@@ -35,7 +35,13 @@ var knownTargets = []targetKind{
 	{"pgbouncer", "PgBouncer", func(ctx context.Context, s *servers) (int, error) { return s.startPgBouncer(ctx) }},
 	{"pgcloak", "pgcloak", func(ctx context.Context, s *servers) (int, error) { return s.startPgcloak(ctx, "pgcloak", "") }},
 	// pgcloak with the tables of bench/sql/encryption_setup.sql protected.
-	{"pgcloak-enc", "pgcloak (encrypting)", func(ctx context.Context, s *servers) (int, error) { return s.startPgcloakEnc(ctx) }},
+	{"pgcloak-enc", "pgcloak (encrypting)", func(ctx context.Context, s *servers) (int, error) {
+		return s.startPgcloakEnc(ctx, "pgcloak-enc", false)
+	}},
+	// The same with access rules and the audit log on.
+	{"pgcloak-access", "pgcloak (encrypting, access rules, audit log)", func(ctx context.Context, s *servers) (int, error) {
+		return s.startPgcloakEnc(ctx, "pgcloak-access", true)
+	}},
 }
 
 func targetNames() []string {
@@ -71,6 +77,10 @@ type servers struct {
 	gomaxprocs int // of pgcloak; 0: Go's default
 	clients    int
 	unix       bool // proxies reach PostgreSQL over its Unix socket
+	// encYAML is the config of the encrypting targets, made by the first.
+	encYAML string
+	// pids are the pgcloak processes by port, for their CPU time.
+	pids map[int]int
 }
 
 // upstreamHost is the host both proxies connect to: PostgreSQL's socket
@@ -139,6 +149,10 @@ func (s *servers) startPgcloak(ctx context.Context, name, extraYAML string) (int
 	if err != nil {
 		return 0, err
 	}
+	if s.pids == nil {
+		s.pids = map[int]int{}
+	}
+	s.pids[port] = c.cmd.Process.Pid
 	return port, c.waitListening(port)
 }
 

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pgcloak/pgcloak/integration/harness"
 )
@@ -25,6 +26,8 @@ const (
 type target struct {
 	Name string `json:"name"`
 	Port int    `json:"port"`
+	// pid is the proxy process whose CPU time is measured (0: none).
+	pid int
 }
 
 // workload is one line of the result table: the pgbench arguments that say
@@ -56,16 +59,60 @@ func makeWorkloads(o options) []workload {
 // measure runs w against t for secs seconds and returns the TPS that pgbench
 // reports.
 func measure(ctx context.Context, o options, t target, w workload, secs int) (float64, error) {
+	tps, _, err := measureCPU(ctx, o, t, w, secs)
+	return tps, err
+}
+
+// measureCPU is measure that also returns the CPU time (user and system)
+// the target's proxy process spent per transaction, in microseconds (0
+// without a process): on a machine where pgbench, PostgreSQL and the proxy
+// share the cores, the proxy's cost per transaction carries over to other
+// hosts better than its throughput.
+func measureCPU(ctx context.Context, o options, t target, w workload, secs int) (float64, float64, error) {
+	cpu0 := processCPU(t.pid)
 	args := append([]string{"-n", "-c", strconv.Itoa(o.clients), "-j", strconv.Itoa(o.jobs), "-T", strconv.Itoa(secs)}, w.Args...)
 	out, err := pgbench(ctx, t.Port, args...)
+	cpu := processCPU(t.pid) - cpu0
 	if err != nil {
-		return 0, fmt.Errorf("%s against %s: pgbench %s: %w\n%s", w.Name, t.Name, strings.Join(args, " "), err, out)
+		return 0, 0, fmt.Errorf("%s against %s: pgbench %s: %w\n%s", w.Name, t.Name, strings.Join(args, " "), err, out)
 	}
 	tps, err := parseTPS(out)
 	if err != nil {
-		return 0, fmt.Errorf("%s against %s: %w\n%s", w.Name, t.Name, err, out)
+		return 0, 0, fmt.Errorf("%s against %s: %w\n%s", w.Name, t.Name, err, out)
 	}
-	return tps, nil
+	var perTxn float64
+	if m := txnLine.FindStringSubmatch(out); m != nil && t.pid != 0 {
+		if n, _ := strconv.ParseFloat(m[1], 64); n > 0 {
+			perTxn = cpu.Seconds() * 1e6 / n
+		}
+	}
+	return tps, perTxn, nil
+}
+
+// txnLine matches pgbench's count of transactions.
+var txnLine = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)
+
+// processCPU is the user and system CPU time of process pid so far, from
+// /proc/PID/stat (0 for pid 0, or when it cannot be read).
+func processCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (in parentheses, which may hold
+	// spaces): utime and stime are the 12th and 13th, in clock ticks.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticks = 100 // USER_HZ: sysconf(_SC_CLK_TCK) on Linux
+	return time.Duration(utime+stime) * time.Second / ticks
 }
 
 // pgbench runs pgbench against benchDB on 127.0.0.1:port and returns its
