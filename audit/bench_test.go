@@ -20,8 +20,9 @@ func BenchmarkRecord(b *testing.B) {
 	cpu := processCPU()
 	for b.Loop() {
 		ok, err := w.Admit()
-		if err != nil {
-			b.Fatal(err)
+		for err != nil { // faster than any server: wait for the writer
+			time.Sleep(time.Millisecond)
+			ok, err = w.Admit()
 		}
 		w.Commit(&Event{Session: sess, Time: time.Now(), Event: EventRead, SQL: "SELECT full_name, email, phone FROM t_enc WHERE id = $1",
 			Command: "SELECT", Rows: 1, Columns: cols}, ok)

@@ -86,9 +86,12 @@ type Event struct {
 // admitWait bounds how long Admit waits for room in a full buffer.
 const admitWait = 200 * time.Millisecond
 
-// syncEvery is how often written records are synced to disk, and how
-// often a writer that cannot write tries again.
-const syncEvery = time.Second
+// writeEvery is how often the writer writes what sessions handed over, and
+// tries again when it cannot write; syncEvery how often it syncs the file.
+const (
+	writeEvery = 10 * time.Millisecond
+	syncEvery  = time.Second
+)
 
 // Writer appends records to the log. Admit, Commit and Record may be called
 // from any goroutine; one goroutine of its own writes.
@@ -345,25 +348,29 @@ func (w *Writer) Close() error {
 // run is the writer goroutine.
 func (w *Writer) run() {
 	defer close(w.closed)
-	tick := time.NewTicker(syncEvery)
+	// The writer wakes on a clock rather than on every record: a session
+	// hands over a record without waking anyone, and a burst of records is
+	// one write. While records cannot be written, each tick tries again.
+	tick := time.NewTicker(writeEvery)
 	defer tick.Stop()
+	lastSync := time.Now()
 	for {
 		select {
-		case ev := <-w.events:
-			w.handle(ev)
-			w.drain()
-			w.endBatch()
 		case <-tick.C:
-			if w.batchN > 0 || w.failing.Load() != nil {
-				w.endBatch() // a write failed: try again
-			} else if w.dirty {
+			for w.drain() {
+				w.endBatch()
+			}
+			w.endBatch()
+			if w.dirty && w.batchN == 0 && time.Since(lastSync) >= syncEvery {
 				if err := w.f.Sync(); err != nil {
 					w.fail(err)
 				}
-				w.dirty = false
+				w.dirty, lastSync = false, time.Now()
 			}
 		case <-w.done:
-			w.drain()
+			for w.drain() {
+				w.endBatch()
+			}
 			w.endBatch()
 			return
 		}
@@ -373,16 +380,18 @@ func (w *Writer) run() {
 // drainMax bounds the records of one write, and so the batch's size.
 const drainMax = 1024
 
-// drain handles the events already waiting, so a burst is one write.
-func (w *Writer) drain() {
+// drain handles the events waiting, at most drainMax of them; it reports
+// whether there may be more.
+func (w *Writer) drain() bool {
 	for n := 0; n < drainMax; n++ {
 		select {
 		case ev := <-w.events:
 			w.handle(ev)
 		default:
-			return
+			return false
 		}
 	}
+	return true
 }
 
 // handle turns an event into its record and seals it into the batch.

@@ -65,6 +65,8 @@ func (p *Protector) CountAuditLost(n int) {
 type colAccess struct {
 	access.Decision
 	col *column
+	// name is col as schema.table.column, for audit records.
+	name string
 	// typ is the type the client sees in RowDescription.
 	typ *values.Type
 	// decrypts: the values are decrypted (plaintext, masked).
@@ -118,7 +120,7 @@ func (ss *session) startGuard() error {
 				return &pgerr.Error{Code: pgerrcode.ConfigFileError, Message: err.Error(), Err: err}
 			}
 		}
-		ca := &colAccess{Decision: d, col: col, typ: col.typ, decrypts: d.Read == access.Plaintext || d.Read == access.Masked}
+		ca := &colAccess{Decision: d, col: col, name: col.String(), typ: col.typ, decrypts: d.Read == access.Plaintext || d.Read == access.Masked}
 		switch d.Read {
 		case access.Masked:
 			ca.typ = d.Mask.Type()
@@ -126,7 +128,7 @@ func (ss *session) startGuard() error {
 			ca.typ = byteaType
 		}
 		if g.Metrics != nil {
-			ca.ctr = g.Metrics.column(col.String(), g.role)
+			ca.ctr = g.Metrics.column(ca.name, g.role)
 		}
 		g.cols[col] = ca
 	}

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"strconv"
 	"sync"
 	"time"
 
@@ -82,6 +81,9 @@ func (ss *session) endResult(tag []byte, incomplete bool) {
 	}
 	t := &g.t
 	var cols []audit.Column
+	if g.Audit != nil {
+		cols = make([]audit.Column, 0, len(t.fields))
+	}
 	for i, f := range t.fields {
 		if f.acc == nil {
 			continue
@@ -93,12 +95,9 @@ func (ss *session) endResult(tag []byte, incomplete bool) {
 		if g.Audit == nil {
 			continue
 		}
-		c := audit.Column{Column: f.col.String(), Outcome: f.acc.Read.String(), Values: n}
+		c := audit.Column{Column: f.acc.name, Outcome: f.acc.Read.String(), Values: n, KeyVersions: versionList(t.versions[i])}
 		if f.acc.Mask != nil {
 			c.Mask = f.acc.Mask.Spec().String()
-		}
-		if len(t.versions[i]) > 0 {
-			c.KeyVersions = append([]uint32(nil), t.versions[i]...)
 		}
 		cols = append(cols, c)
 	}
@@ -108,6 +107,26 @@ func (ss *session) endResult(tag []byte, incomplete bool) {
 			Command: cmd, Rows: rows, Columns: cols, Incomplete: incomplete}, t.admitted)
 	}
 	t.fields, t.admitted = nil, false
+}
+
+// oneVersion holds a shared one-element list per key version: most results
+// hold values of one version, and the writer only reads the lists.
+var oneVersion sync.Map // uint32 → []uint32
+
+// versionList is a list of the versions vs that the caller may keep (vs
+// is reused).
+func versionList(vs []uint32) []uint32 {
+	switch len(vs) {
+	case 0:
+		return nil
+	case 1:
+		if l, ok := oneVersion.Load(vs[0]); ok {
+			return l.([]uint32)
+		}
+		l, _ := oneVersion.LoadOrStore(vs[0], []uint32{vs[0]})
+		return l.([]uint32)
+	}
+	return append([]uint32(nil), vs...)
 }
 
 // resultSQL is the text of the statement whose result is being sent.
@@ -135,20 +154,37 @@ func commandTag(tag []byte) (string, int64) {
 	if i := bytes.LastIndexByte(rest, ' '); i >= 0 {
 		rest = rest[i+1:]
 	}
-	n, _ := strconv.ParseInt(string(rest), 10, 64)
-	return string(cmd), n
+	var n int64
+	for _, d := range rest {
+		if d < '0' || d > '9' {
+			return commandName(cmd), 0
+		}
+		n = n*10 + int64(d-'0')
+	}
+	return commandName(cmd), n
+}
+
+// commandName is a tag's command as a string, without allocating for the
+// usual ones.
+func commandName(cmd []byte) string {
+	for _, c := range [...]string{"SELECT", "FETCH", "COPY", "INSERT", "UPDATE", "DELETE", "MERGE"} {
+		if string(cmd) == c {
+			return c
+		}
+	}
+	return string(cmd)
 }
 
 // recordDenial writes the audit record of a denial and counts it. command
 // and sql describe the statement when known.
 func (ss *session) recordDenial(ca *colAccess, verb, command, sql string) {
 	g := ss.guard
-	g.refused(ca.col.String(), verb+"_denied")
+	g.refused(ca.name, verb+"_denied")
 	if g.Audit == nil {
 		return
 	}
 	g.Audit.Record(&audit.Event{Session: &g.audit, Time: time.Now(), Event: audit.EventDenied, SQL: sql, Command: command,
-		Columns: []audit.Column{{Column: ca.col.String(), Outcome: "denied", Access: verb}}, SQLState: "42501"})
+		Columns: []audit.Column{{Column: ca.name, Outcome: "denied", Access: verb}}, SQLState: "42501"})
 }
 
 // refused counts a refusal for the metrics.
