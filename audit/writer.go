@@ -97,7 +97,9 @@ const (
 // from any goroutine; one goroutine of its own writes.
 type Writer struct {
 	o      Options
-	slots  chan struct{} // one per record admitted and not yet taken by the writer
+	// reserved counts the records admitted and not yet taken by the
+	// writer: at most Buffer, so that events never blocks.
+	reserved atomic.Int64
 	events chan *Event
 	done   chan struct{}
 	closed chan struct{}
@@ -141,7 +143,6 @@ func Open(o Options) (*Writer, error) {
 	sum := sha256.Sum256(o.Wrapped)
 	w := &Writer{
 		o:      o,
-		slots:  make(chan struct{}, o.Buffer),
 		events: make(chan *Event, o.Buffer),
 		done:   make(chan struct{}),
 		closed: make(chan struct{}),
@@ -263,22 +264,28 @@ func (w *Writer) Admit() (bool, error) {
 		}
 		return false, &pgerr.Error{Code: pgerrcode.IOError, Message: "the audit log cannot be written (" + (*why).Error() + "), so pgcloak does not decrypt until it can (audit.on_failure: block)"}
 	}
-	select {
-	case w.slots <- struct{}{}:
+	if w.reserve() {
 		return true, nil
-	default:
 	}
 	if w.o.Continue {
 		return false, nil
 	}
-	t := time.NewTimer(admitWait)
-	defer t.Stop()
-	select {
-	case w.slots <- struct{}{}:
-		return true, nil
-	case <-t.C:
-		return false, &pgerr.Error{Code: pgerrcode.CannotConnectNow, Message: fmt.Sprintf("the audit log's buffer of %d records stayed full for %s, so pgcloak does not decrypt until records are written (audit.on_failure: block)", w.o.Buffer, admitWait)}
+	for deadline := time.Now().Add(admitWait); time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		if w.reserve() {
+			return true, nil
+		}
 	}
+	return false, &pgerr.Error{Code: pgerrcode.CannotConnectNow, Message: fmt.Sprintf("the audit log's buffer of %d records stayed full for %s, so pgcloak does not decrypt until records are written (audit.on_failure: block)", w.o.Buffer, admitWait)}
+}
+
+// reserve takes room for one record, if there is any.
+func (w *Writer) reserve() bool {
+	if w.reserved.Add(1) <= int64(w.o.Buffer) {
+		return true
+	}
+	w.reserved.Add(-1)
+	return false
 }
 
 // Commit hands the record of an admitted result to the writer; admitted
@@ -294,12 +301,11 @@ func (w *Writer) Commit(ev *Event, admitted bool) {
 // Record hands a record to the writer without an Admit (a denial): it is
 // lost if there is no room.
 func (w *Writer) Record(ev *Event) {
-	select {
-	case w.slots <- struct{}{}:
-		w.events <- ev
-	default:
+	if !w.reserve() {
 		w.drop(1)
+		return
 	}
+	w.events <- ev
 }
 
 func (w *Writer) drop(n int) {
@@ -396,7 +402,7 @@ func (w *Writer) drain() bool {
 
 // handle turns an event into its record and seals it into the batch.
 func (w *Writer) handle(ev *Event) {
-	<-w.slots
+	w.reserved.Add(-1)
 	if n := w.lost.Load(); n > 0 && w.room() {
 		w.lost.Add(-n)
 		w.write(&Record{Event: EventLost, Lost: n})
