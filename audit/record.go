@@ -146,28 +146,11 @@ func appendRecord(b []byte, r *Record) []byte {
 	}
 	if len(r.Columns) > 0 {
 		b = append(b, `,"columns":[`...)
-		for i, c := range r.Columns {
+		for i := range r.Columns {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, `{"column":`...)
-			b = appendString(b, c.Column)
-			b = appendField(b, "outcome", c.Outcome)
-			b = appendField(b, "mask", c.Mask)
-			b = appendField(b, "access", c.Access)
-			b = append(b, `,"values":`...)
-			b = strconv.AppendInt(b, c.Values, 10)
-			if len(c.KeyVersions) > 0 {
-				b = append(b, `,"key_versions":[`...)
-				for j, v := range c.KeyVersions {
-					if j > 0 {
-						b = append(b, ',')
-					}
-					b = strconv.AppendUint(b, uint64(v), 10)
-				}
-				b = append(b, ']')
-			}
-			b = append(b, '}')
+			b = appendColumn(b, &r.Columns[i])
 		}
 		b = append(b, ']')
 	}
@@ -181,6 +164,28 @@ func appendRecord(b []byte, r *Record) []byte {
 	}
 	b = append(b, `,"prev":`...)
 	return appendString(b, r.Prev)
+}
+
+// appendColumn appends one entry of a record's columns.
+func appendColumn(b []byte, c *Column) []byte {
+	b = append(b, `{"column":`...)
+	b = appendString(b, c.Column)
+	b = appendField(b, "outcome", c.Outcome)
+	b = appendField(b, "mask", c.Mask)
+	b = appendField(b, "access", c.Access)
+	b = append(b, `,"values":`...)
+	b = strconv.AppendInt(b, c.Values, 10)
+	if len(c.KeyVersions) > 0 {
+		b = append(b, `,"key_versions":[`...)
+		for j, v := range c.KeyVersions {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, uint64(v), 10)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
 }
 
 // appendField appends ,"name":"value" unless value is empty.

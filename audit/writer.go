@@ -96,13 +96,13 @@ const (
 // Writer appends records to the log. Admit, Commit and Record may be called
 // from any goroutine; one goroutine of its own writes.
 type Writer struct {
-	o      Options
+	o Options
 	// reserved counts the records admitted and not yet taken by the
 	// writer: at most Buffer, so that events never blocks.
 	reserved atomic.Int64
-	events chan *Event
-	done   chan struct{}
-	closed chan struct{}
+	events   chan *Event
+	done     chan struct{}
+	closed   chan struct{}
 
 	// failing holds why records cannot be written, nil when they can.
 	failing atomic.Pointer[error]
