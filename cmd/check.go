@@ -19,6 +19,7 @@ import (
 	"github.com/pgcloak/pgcloak/crypto"
 	"github.com/pgcloak/pgcloak/crypto/keystore"
 	"github.com/pgcloak/pgcloak/migrate"
+	"github.com/pgcloak/pgcloak/proxy/access"
 	"github.com/pgcloak/pgcloak/proxy/catalog"
 	"github.com/pgcloak/pgcloak/proxy/values"
 )
@@ -50,9 +51,10 @@ const (
 )
 
 func checkCommand(g *globals) *cobra.Command {
-	var asJSON bool
+	var asJSON, showAccess bool
+	var facts access.Session
 	c := &cobra.Command{
-		Use:   "check [--json]",
+		Use:   "check [--json] [--access | --role ROLE [--application-name NAME] [--client-cert CN]]",
 		Short: "Check the config against the database, the keys and Vault; one line per problem, with its fix",
 		Long: `Checks, for every protected column of the config, what serve and the fail-closed promise rely
 on, and prints one line per problem with the fix. Exit status 1 when there is an error, 0 when
@@ -78,16 +80,21 @@ index_useless         warning  an index on a randomized column cannot serve a se
 migration_unfinished  warning  a pgcloak migrate run stopped before its end
 nonstandard_strings   warning  standard_conforming_strings is off for some sessions (server, database
                                or role default): their statements on protected tables that hold a
-                               backslash are refused`,
+                               backslash are refused
+
+With --access (every role the access rules name, and any other role) or --role ROLE, check
+prints instead what each role may do with each protected column, as serve decides it: the read
+outcome (plaintext, masked with its format, ciphertext, deny), the type the client sees, write,
+search, and the rule that decided. --application-name and --client-cert give the session facts
+that rules may be narrowed by. It reads only the config.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cfg, err := g.loadConfig()
+			cfg, log, err := g.setup(c)
 			if err != nil {
 				return err
 			}
-			log, err := cliLogger(g.logLevel, c.ErrOrStderr())
-			if err != nil {
-				return err
+			if showAccess || facts.Role != "" {
+				return printAccess(c.OutOrStdout(), cfg, facts, asJSON)
 			}
 			ctx, cancel := context.WithTimeout(c.Context(), checkTimeout)
 			defer cancel()
@@ -97,6 +104,10 @@ nonstandard_strings   warning  standard_conforming_strings is off for some sessi
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print the findings as JSON")
+	c.Flags().BoolVar(&showAccess, "access", false, "print every role's access to each protected column")
+	c.Flags().StringVar(&facts.Role, "role", "", "print this role's access to each protected column")
+	c.Flags().StringVar(&facts.ApplicationName, "application-name", "", "with --role: the session's application_name")
+	c.Flags().StringVar(&facts.CertCN, "client-cert", "", "with --role: the CN of the session's client certificate")
 	return c
 }
 

@@ -271,8 +271,14 @@ func keysInit(ctx context.Context, e *keysEnv, _ []string) error {
 	names := sortedKeys(e.cfg.Keys)
 	if kms.vault != nil {
 		done := map[string]bool{}
+		tks := make([]string, 0, len(names)+1)
 		for _, n := range names {
-			tk := e.cfg.Keys[n].TransitKey
+			tks = append(tks, e.cfg.Keys[n].TransitKey)
+		}
+		if e.cfg.Audit != nil {
+			tks = append(tks, e.cfg.Audit.TransitKey) // wraps the audit log's HMAC keys
+		}
+		for _, tk := range tks {
 			if done[tk] {
 				continue
 			}

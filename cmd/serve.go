@@ -61,6 +61,7 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 		if prot, err = engine.NewProtector(cfg.AdminDSN, log); err != nil {
 			return err
 		}
+		prot.UseMetrics(engine.NewMetrics(reg))
 		opts.Hooks = prot
 	}
 	srv, err := proxy.NewServer(cfg, opts)
@@ -128,7 +129,8 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 // through it too.
 //
 // It loads the keys, retrying with backoff while Vault cannot be reached
-// (the protector says why it is not ready meanwhile), then reads the catalog
+// (the protector says why it is not ready meanwhile), installs the access
+// rules and opens the audit log (retrying the same way), then reads the catalog
 // and keeps it in step (engine.Protector.WatchCatalog). Rules that do not
 // match the database (a missing backstop, a column that is not bytea …) keep
 // sessions to the protected database out, with the reason and the fix in
@@ -138,28 +140,26 @@ func ServeProtection(ctx context.Context, cfg *config.Config, log *zap.Logger, s
 		log.Warn("allow_missing_backstop is set: protected columns without their CHECK backstop are served, " +
 			"so a write that goes around pgcloak could store plaintext in them; use it only during a roll-out")
 	}
-	delay := time.Second
 	var keys crypto.Keyrings
 	var closeKeys func()
-	for {
+	if !retryUntilReady(ctx, log, srv, "keys: ", func() error {
 		l, c, err := OpenKeyrings(ctx, cfg, log)
-		if err == nil {
-			keys, closeKeys = l, c
-			break
-		}
-		srv.SetNotReady("keys: " + err.Error())
-		log.Error("not ready; retrying", zap.Error(err), zap.Duration("in", delay))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 30*time.Second)
+		keys, closeKeys = l, c
+		return err
+	}) {
+		return nil
 	}
 	rules, err := engine.NewRules(cfg, keys)
 	if err != nil {
 		closeKeys()
 		fatal <- err
+		return nil
+	}
+	// Access rules and the audit log are in place before the first
+	// session: a session that starts before would not be guarded.
+	closeAudit := guardProtection(ctx, cfg, log, srv)
+	if closeAudit == nil {
+		closeKeys()
 		return nil
 	}
 	src := engine.CatalogSource{
@@ -196,7 +196,7 @@ func ServeProtection(ctx context.Context, cfg *config.Config, log *zap.Logger, s
 			delay = min(2*delay, 30*time.Second)
 		}
 	}()
-	return closeKeys
+	return func() { closeAudit(); closeKeys() }
 }
 
 // opsHandler serves /metrics, /healthz (the process is alive) and /readyz

@@ -58,6 +58,12 @@ type Config struct {
 	// Shadow, when true, logs statements pgcloak would refuse instead of
 	// refusing them. For roll-outs only: it lets plaintext through.
 	Shadow bool `yaml:"shadow"`
+	// Access says which role may see what of the protected columns; nil:
+	// every role reads and writes them in plaintext (see access.go).
+	Access *Access `yaml:"access"`
+	// Audit, when set, records every decryption and denial in a
+	// tamper-evident log.
+	Audit *Audit `yaml:"audit"`
 }
 
 // TLS is the client-leg TLS configuration. After Load or Parse, relative paths

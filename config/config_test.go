@@ -64,7 +64,7 @@ func writeTLS(t *testing.T, dir string) {
 }
 
 // topLevelKeys lists the top-level keys as errors name them.
-const topLevelKeys = "listen, upstream, admin_dsn, metrics_listen, tls, limits, kms, keys, key_refresh, tables, catalog_refresh, allow_missing_backstop, shadow"
+const topLevelKeys = "listen, upstream, admin_dsn, metrics_listen, tls, limits, kms, keys, key_refresh, tables, catalog_refresh, allow_missing_backstop, shadow, access, audit"
 
 // TestParseErrors checks every kind of mistake: each want line is
 // "LINE: KEY: message" after the file name, DIR stands for the file's
@@ -281,11 +281,26 @@ func TestExampleRoundTrip(t *testing.T) {
 			"email":      {Type: "text", Key: "pii", Mode: ModeDeterministic, SearchGroup: "email", State: StateEncrypted},
 			"birth_date": {Type: "date", Key: "pii"},
 		}},
+		Access: &Access{
+			Default: &AccessRule{Read: ReadDeny},
+			Roles: map[string]AccessRule{
+				"app":       {Read: ReadPlaintext, Write: true},
+				"analytics": {Read: ReadMasked, Mask: "token"},
+			},
+			Tables: map[string]map[string]AccessRule{
+				"public.customers":            {"support": {Read: ReadMasked, Mask: "null"}},
+				"public.customers.email":      {"support": {Read: ReadMasked, Mask: "email", Search: &yes}},
+				"public.customers.birth_date": {"support": {Read: ReadMasked, Mask: "fixed:1900-01-01"}},
+			},
+		},
+		Audit: &Audit{File: filepath.Join(dir, "audit.log"), TransitKey: "pgcloak-audit", Buffer: 16384, OnFailure: AuditBlock, RotateSize: 256 << 20},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v\nwant %+v", cfg, want)
 	}
 }
+
+var yes = true
 
 func TestLoadResolvesTLSPaths(t *testing.T) {
 	dir := t.TempDir()

@@ -50,7 +50,9 @@ func (l *loader) decode(n *yaml.Node, v reflect.Value, key string) {
 		}
 		v.SetInt(int64(d))
 		return
-	case reflect.PointerTo(t).Implements(textUnmarshalerType):
+	case reflect.PointerTo(t).Implements(textUnmarshalerType) && (n.Kind == yaml.ScalarNode || t.Kind() != reflect.Struct):
+		// A struct that also reads a one-word form (an access rule) is
+		// decoded field by field when written as a mapping.
 		if n.Kind != yaml.ScalarNode {
 			l.wrongType(n, key, "a single value")
 			return

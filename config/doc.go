@@ -79,9 +79,44 @@
 //     protected column (state: encrypted) lacks its CHECK backstop. For
 //     roll-outs only; pgcloak logs it loudly. Without it, such a column
 //     keeps serve not ready until `pgcloak protect --apply` adds it.
+//   - access (default: none): who may see what of the protected columns, by
+//     the PostgreSQL role the session logged in as. Without it every role
+//     reads, writes and searches every protected column in plaintext (as
+//     before access rules existed; serve warns). With it:
+//   - access.default (default deny): the rule of roles and columns no other
+//     rule covers.
+//   - access.roles.ROLE: the rule of ROLE for every protected column.
+//   - access.tables."SCHEMA.TABLE".ROLE and access.tables."SCHEMA.TABLE.COLUMN".ROLE:
+//     the rule of ROLE for one table's protected columns, or for one column;
+//     ROLE public means every role not named there. The most specific rule
+//     that applies wins: column (the role, then public), table (the role,
+//     then public), access.roles, access.default.
+//   - A rule is one word, plaintext, ciphertext, deny or a mask format
+//     (email, first:N, last:N, last4, fixed:TEXT, token, "null"; see
+//     proxy/mask for what each shows and the types it applies to), or a
+//     mapping: read (plaintext, masked, ciphertext, deny), mask (with read:
+//     masked), write (default false), search (default true with plaintext,
+//     else false), application_name (a list: the rule applies only to
+//     sessions started with one of them) and client_cert (a list of CNs or
+//     subjects of TLS client certificates; needs tls.client_ca_file). A mask
+//     must apply to the type of every column its rule covers.
+//   - audit (default: off): the tamper-evident log of decryptions and denials
+//     (see the audit package for the format).
+//   - audit.file (required with audit): the log; rotated files are
+//     FILE.<time>.<seq>.
+//   - audit.stdout (default false): also write every record to stdout.
+//   - audit.transit_key (required with kms.vault): the Transit key that wraps
+//     the log's HMAC key; pgcloak keys init creates it.
+//   - audit.buffer (default 16384, from 16 to 4194304): records held while
+//     the file is written.
+//   - audit.on_failure (default block): block stops decrypting while records
+//     cannot be written (sessions that would decrypt end with 58030, new ones
+//     get 57P03); continue keeps decrypting and counts the records lost.
+//   - audit.rotate_size (default 256MB, at least 64kB): start a new file at
+//     this size.
 //
-// Relative tls and kms file paths start at the config file's directory;
-// after Load they are stored resolved.
+// Relative tls, kms and audit file paths start at the config file's
+// directory; after Load they are stored resolved.
 //
 // Sizes are a number of bytes or a number with a unit: kB, MB, GB, TB (as in
 // postgresql.conf, 1kB = 1024 bytes; units are case-insensitive), or KiB,

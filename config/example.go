@@ -96,4 +96,45 @@ allow_missing_backstop: false
 # Roll-outs only: log the statements pgcloak would refuse instead of refusing them.
 # It lets plaintext through to the protected columns. Default false.
 shadow: false
+
+# Who may see what of the protected columns, by the PostgreSQL role the session logged in as
+# (the startup user, once PostgreSQL authenticated it; SET ROLE and SET SESSION AUTHORIZATION
+# change nothing here). Without this section every role reads and writes every protected
+# column in plaintext, as before access rules existed (serve warns). A rule is one word
+# (plaintext, ciphertext, deny, or a mask: email, first:N, last:N, last4, fixed:TEXT, token,
+# "null") or a mapping:
+#   read: masked                     # plaintext | masked | ciphertext (stored bytes, bytea) | deny (SQLSTATE 42501)
+#   mask: email                      # the format of read: masked
+#   write: false                     # true: may store into the column (INSERT, UPDATE, COPY FROM)
+#   search: false                    # compare it with values (=, IN, joins); default true with plaintext
+#   application_name: [support-desk] # only for sessions started with one of these application_name
+#   client_cert: [support-desk]      # only for TLS client certificates with this CN (or whole subject)
+# The most specific rule that applies wins: access.tables."schema.table.column" (the role, then
+# public = every role), then access.tables."schema.table" (the role, then public), then
+# access.roles, then access.default. pgcloak check --role ROLE prints what a role gets.
+access:
+  default: deny                      # roles and columns no rule covers (default deny)
+  roles:
+    app: {read: plaintext, write: true}
+    analytics: token                 # a keyed hash per value: equal values, equal tokens (joins, counts)
+  tables:
+    public.customers:
+      support: "null"                # every protected column of the table shows as NULL to support …
+    public.customers.email:
+      support: {read: masked, mask: email, search: true}   # … but the e-mail as t***@example.jp, searchable
+    public.customers.birth_date:
+      support: {read: masked, mask: "fixed:1900-01-01"}
+
+# A tamper-evident record of every statement that decrypted, masked or was denied protected
+# values: one JSON line each (who, which columns, how many values, never a value), hash-chained
+# and signed with an HMAC key that the KMS wraps. pgcloak audit verify --config FILE LOG... checks
+# it. Optional; off when absent.
+audit:
+  file: audit.log                    # rotated files are audit.log.<time>.<seq>
+  stdout: false                      # also write every record to standard output
+  transit_key: pgcloak-audit         # Transit key wrapping the HMAC key (kms.vault; pgcloak keys init creates it)
+  buffer: 16384                      # records held while the file is written (16 to 4194304)
+  on_failure: block                  # block: while records cannot be written, decrypting sessions end (58030) and
+                                     # new ones are refused (57P03); continue: keep decrypting, count what is lost
+  rotate_size: 256MB                 # start a new file at this size (at least 64kB)
 `

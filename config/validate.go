@@ -26,6 +26,8 @@ var checks = []func(*loader, *Config){
 	checkLimits,
 	checkTables,
 	checkKeys,
+	checkAccess,
+	checkAudit,
 }
 
 func checkListen(l *loader, c *Config) {

@@ -19,6 +19,7 @@ const (
 	infoGCM   = "pgcloak v1 AES-256-GCM"
 	infoSIV   = "pgcloak v1 AES-SIV-CMAC-512"
 	infoCheck = "pgcloak v1 key check"
+	infoToken = "pgcloak v1 HMAC-SHA-256 token"
 )
 
 const redacted = "[redacted]"
@@ -53,6 +54,7 @@ type subkeys struct {
 	gcm   [32]byte
 	siv   [64]byte
 	check [32]byte
+	token [32]byte // keyed-hash tokens of masked values (token.go)
 }
 
 func deriveSubkeys(dek []byte) (*subkeys, error) {
@@ -63,7 +65,7 @@ func deriveSubkeys(dek []byte) (*subkeys, error) {
 	for _, d := range [...]struct {
 		out  []byte
 		info string
-	}{{s.gcm[:], infoGCM}, {s.siv[:], infoSIV}, {s.check[:], infoCheck}} {
+	}{{s.gcm[:], infoGCM}, {s.siv[:], infoSIV}, {s.check[:], infoCheck}, {s.token[:], infoToken}} {
 		k, err := hkdf.Key(sha256.New, dek, nil, d.info, len(d.out))
 		if err != nil {
 			return nil, err
@@ -78,4 +80,5 @@ func (s *subkeys) zero() {
 	clear(s.gcm[:])
 	clear(s.siv[:])
 	clear(s.check[:])
+	clear(s.token[:])
 }

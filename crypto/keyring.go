@@ -42,6 +42,7 @@ type key struct {
 	sub     *subkeys
 	hdr     [2][HeaderLen]byte // header per mode (index Mode-1), also the AD prefix
 	sivHdr  siv.State          // S2V state after the Deterministic header
+	tokens  sync.Pool          // keyed hashes for Token (token.go)
 }
 
 // NewKeyring returns an empty keyring. name identifies it in errors and in the

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgcloak/pgcloak/integration/harness"
 	"github.com/pgcloak/pgcloak/proxy"
@@ -24,6 +25,8 @@ type encEnv struct {
 	addr   string // pgcloak
 	srv    *proxy.Server
 	prot   *engine.Protector
+	stop   func() // stops pgcloak (also a cleanup)
+	reg    *prometheus.Registry
 }
 
 // encEnvOptions shapes an encEnv.

@@ -115,7 +115,7 @@ tables:
 		log = zaptest.NewLogger(t)
 	}
 	p := startPgcloak(t, cfg, log, !o.unprotected)
-	e.addr, e.srv, e.prot = p.addr, p.srv, p.prot
+	e.addr, e.srv, e.prot, e.stop, e.reg = p.addr, p.srv, p.prot, p.stop, p.reg
 	return e
 }
 

@@ -36,6 +36,10 @@ type SessionInfo struct {
 	ClientAddr string
 	// TLS reports whether the client leg is TLS.
 	TLS bool
+	// CertSubject and CertCN are the subject (x509 Name.String, e.g.
+	// "CN=desk-1,O=Example") and common name of the client's certificate,
+	// set only when pgcloak verified it against tls.client_ca_file.
+	CertSubject, CertCN string
 }
 
 // Hook intercepts the messages of one session.

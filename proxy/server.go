@@ -271,6 +271,11 @@ func (s *Server) handleConn(conn net.Conn) {
 		return
 	}
 	info.ClientAddr, info.TLS = conn.RemoteAddr().String(), tlsDone
+	if tc, ok := c.(*tls.Conn); ok {
+		if cs := tc.ConnectionState(); len(cs.VerifiedChains) > 0 {
+			info.CertSubject, info.CertCN = cs.PeerCertificates[0].Subject.String(), cs.PeerCertificates[0].Subject.CommonName
+		}
+	}
 	s.runSession(c, pkt, info, start)
 }
 

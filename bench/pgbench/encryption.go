@@ -33,12 +33,27 @@ tables:
   public.copy_enc: {full_name: {type: text, key: pii}, email: {type: text, key: pii}, phone: {type: text, key: pii}}
 `
 
-// startPgcloakEnc runs variant v of pgcloak with the tables of
-// encryption_setup.sql protected. The first variant creates the keys (keys
+// accessYAML adds access rules and the audit log (target pgcloak-access):
+// the benchmark's role reads plaintext by its rule, another role would see
+// masks, and every statement that decrypts is recorded.
+const accessYAML = `access:
+  default: deny
+  roles:
+    %s: {read: plaintext, write: true}
+    support: {read: masked, mask: "null"}
+  tables:
+    public.t_enc.email: {support: email}
+audit:
+  file: %s
+`
+
+// startPgcloakEnc runs variant v of pgcloak, named name, with the tables of
+// encryption_setup.sql protected, and with access rules and the audit log
+// when access is set. The first variant creates the keys (keys
 // init) and the backstops (protect --apply), and fills the protected tables through pgcloak with the same rows as
 // their plaintext twins; later variants share both. It needs -setup
 // bench/sql/encryption_setup.sql.
-func (s *servers) startPgcloakEnc(ctx context.Context, v variant) (port, pid int, err error) {
+func (s *servers) startPgcloakEnc(ctx context.Context, name string, v variant, access bool) (port, pid int, err error) {
 	if s.encYAML == "" {
 		dir := s.env.TempDir()
 		keyFile := filepath.Join(dir, "master.key")
@@ -61,7 +76,11 @@ func (s *servers) startPgcloakEnc(ctx context.Context, v variant) (port, pid int
 		}
 		s.encYAML = extra
 	}
-	port, pid, err = s.startPgcloak(ctx, "pgcloak-enc"+v.suffix, v, s.encYAML)
+	extra := s.encYAML
+	if access {
+		extra += fmt.Sprintf(accessYAML, benchUser, filepath.Join(s.env.TempDir(), "audit.log"))
+	}
+	port, pid, err = s.startPgcloak(ctx, name, v, extra)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -342,7 +342,7 @@ func startTargets(ctx context.Context, o options, e *env, versions map[string]st
 		usageError("-upstream must be unix or tcp")
 	}
 	s := &servers{env: e, clients: o.clients, unix: o.upstream == "unix"}
-	if slices.Contains(o.targets, "pgcloak") || slices.Contains(o.targets, "pgcloak-enc") {
+	if slices.ContainsFunc(o.targets, func(t string) bool { return strings.HasPrefix(t, "pgcloak") }) {
 		if variants, err = makeVariants(ctx, e, o.pgcloak, o.gomaxprocs); err != nil {
 			return nil, nil, 0, err
 		}

@@ -42,7 +42,11 @@ var knownTargets = []targetKind{
 	}},
 	// pgcloak with the tables of bench/sql/encryption_setup.sql protected.
 	{"pgcloak-enc", "pgcloak (encrypting)", true, func(ctx context.Context, s *servers, v variant) (int, int, error) {
-		return s.startPgcloakEnc(ctx, v)
+		return s.startPgcloakEnc(ctx, "pgcloak-enc"+v.suffix, v, false)
+	}},
+	// The same with access rules and the audit log on.
+	{"pgcloak-access", "pgcloak (encrypting, access rules, audit log)", true, func(ctx context.Context, s *servers, v variant) (int, int, error) {
+		return s.startPgcloakEnc(ctx, "pgcloak-access"+v.suffix, v, true)
 	}},
 }
 

@@ -27,6 +27,9 @@ type copyState struct {
 	// fmt shapes the values: the session's, with the COPY's ENCODING
 	// option (text and CSV) as the client encoding.
 	fmt values.Session
+	// fields are what the session may see of the columns of a COPY TO
+	// (access.go), by index in cols.
+	fields []fieldPlan
 }
 
 // newCopy prepares the rewriter for a planned COPY.
@@ -54,6 +57,9 @@ func (ss *session) newCopy(cp *sqlplan.Copy) (*copyState, error) {
 		}
 	}
 	dir := copyfmt.Out
+	if !cp.From {
+		st.fields = ss.copyFields(st.cols)
+	}
 	fn := ss.copyDecrypt(st)
 	if cp.From {
 		dir, fn = copyfmt.In, ss.copyEncrypt(st)
@@ -111,12 +117,7 @@ func (ss *session) copyEncrypt(st *copyState) copyfmt.FieldFunc {
 // logical value in the COPY's format.
 func (ss *session) copyDecrypt(st *copyState) copyfmt.FieldFunc {
 	return func(dst []byte, i int, v []byte) ([]byte, error) {
-		col := st.cols[i]
-		plain, err := ss.decryptValue(&ss.cloak.scratch, fieldPlan{col: col, format: 1, srvFormat: 1}, v)
-		if err != nil {
-			return dst, err
-		}
-		return col.typ.Encode(dst, plain, valueFormat(st.cfg.Options), &st.fmt)
+		return ss.copyOutput(dst, st, i, v)
 	}
 }
 

@@ -13,7 +13,11 @@
 // ParameterStatus, CommandComplete, ErrorResponse and ReadyForQuery
 // (results.go): it decrypts protected result columns by table OID and
 // attribute number and follows the session's state as the server confirms it
-// (follow.go). state.go holds what the two loops share.
+// (follow.go). state.go holds what the two loops share. What each session's
+// role may read, write and search of each protected column is decided once
+// at login and applied where statements and rows are planned (access.go);
+// every result with protected values and every denial is counted for the
+// audit log and the metrics (tally.go).
 //
 // Concurrency: the relay's client loop and server loop call a session
 // concurrently (see proxy.Hook); the state both touch is under cloak.mu

@@ -19,6 +19,12 @@ func (ss *session) execute(m []byte) error {
 	name := wire.CString(m[wire.HeaderLen:])
 	c.mu.Lock()
 	po := c.portals[name]
+	if po != nil && po.rows != nil {
+		if describedDenial(po.rows) != nil {
+			c.mu.Unlock()
+			return ss.refuseExecute(ss.checkDescribed(po.rows, ""))
+		}
+	}
 	if po != nil && !po.describeRequested && (po.stmt == nil || !po.stmt.describeRequested) && po.stmt.copyPlan == nil {
 		// The client never asked what the rows look like, but pgcloak
 		// must know to decrypt them: ask, and keep the answer.
@@ -104,6 +110,9 @@ func (ss *session) parse(m []byte) error {
 	}
 	st := &statement{name: msg.Name}
 	a, err := ss.analyze(msg.Query)
+	if err == nil {
+		err = ss.checkAccess(a, msg.Query)
+	}
 	var sql []byte
 	if err == nil {
 		sql, err = ss.rewriteSQL(msg.Query, a)
@@ -133,6 +142,7 @@ func (ss *session) parse(m []byte) error {
 		st = &statement{name: msg.Name}
 		sql = nil
 	}
+	st.text = msg.Query
 	changed := sql != nil
 	if changed {
 		msg.Query = string(sql)
@@ -282,11 +292,15 @@ func (ss *session) bind(m []byte) error {
 	po := &portal{stmt: st, resultFormats: resultFormats}
 	c.mu.Lock()
 	rows := st.rows
+	described := rows
 	if rows == nil {
 		rows = st.predicted
 	}
 	po.serverFormats = rows.serverResultFormats(resultFormats)
 	c.mu.Unlock()
+	if err := ss.checkDescribed(described, st.text); err != nil {
+		return ss.refuseBind(portalName, err)
+	}
 	out := m
 	if po.serverFormats != nil && !st.protected {
 		out = wire.AppendWithResultFormats(c.inject(), m, bh.ResultsAt, po.serverFormats)

@@ -268,6 +268,9 @@ const settingsQuery = "SELECT /* pgcloak: session settings */ pg_catalog.current
 // Started implements proxy.Hook: it reads the settings the server does not
 // report, so that pgcloak starts with the session's real values.
 func (ss *session) Started(x proxy.Exchange) error {
+	if err := ss.startGuard(); err != nil {
+		return err
+	}
 	if err := x.Send(wire.AppendQuery(nil, settingsQuery)); err != nil {
 		return err
 	}

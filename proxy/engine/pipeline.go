@@ -70,6 +70,31 @@ const (
 type rowScratch struct {
 	hex   []byte // bytea text form decoded
 	plain []byte // decrypted plaintext
+	mask  []byte // a masked value
+	// version is the key version of the value decrypted last.
+	version uint32
+	// deferred: the values are counted later, by the server loop (a
+	// worker's batch): counted lists them meanwhile. Otherwise they are
+	// counted at once (the server loop's tally, tally.go).
+	deferred bool
+	counted  []countedValue
+}
+
+// countedValue is one value a worker decrypted, to be counted in the
+// session's tally when its batch is written.
+type countedValue struct {
+	field   int
+	version uint32
+}
+
+// count counts field k of fields, decrypted under version, in the session's
+// tally: now on the server loop, when the batch is written on a worker.
+func (sc *rowScratch) count(ss *session, fields []fieldPlan, k int, version uint32) error {
+	if sc.deferred {
+		sc.counted = append(sc.counted, countedValue{k, version})
+		return nil
+	}
+	return ss.count(fields, k, version)
 }
 
 // rowPipeline is a session's state of batched decryption (server loop
@@ -125,7 +150,7 @@ func (ss *session) protectedRow(plan *rowPlan, m []byte, w *bufio.Writer) error 
 			return err
 		}
 	}
-	if !p.holding() && !p.start(len(m)) {
+	if !p.holding() && (!p.start(len(m)) || plan.deniesRead()) {
 		out, err := ss.decryptRow(plan, m)
 		if err != nil {
 			return err // a value that does not decrypt is never passed on
@@ -141,6 +166,7 @@ func (ss *session) protectedRow(plan *rowPlan, m []byte, w *bufio.Writer) error 
 	if p.cur == nil {
 		b := batchPool.Get().(*rowBatch)
 		b.ss, b.plan, b.in, b.out, b.err = ss, plan, b.in[:0], b.out[:0], nil
+		b.sc.deferred, b.sc.counted = true, b.sc.counted[:0]
 		b.state.Store(batchFilling)
 		p.cur = b
 	}
@@ -260,7 +286,16 @@ func (p *rowPipeline) writeOldest(w *bufio.Writer, wait bool) (ok bool, err erro
 	copy(p.inflight, p.inflight[1:])
 	p.inflight[len(p.inflight)-1] = nil
 	p.inflight = p.inflight[:len(p.inflight)-1]
-	_, err = w.Write(b.out)
+	// The values the worker decrypted are counted now, on the server loop,
+	// before their rows go out (the audit log may refuse them).
+	for _, cv := range b.sc.counted {
+		if err = b.ss.count(b.plan.fields, cv.field, cv.version); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		_, err = w.Write(b.out)
+	}
 	if err == nil {
 		err = b.err
 	}

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgerrcode"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/pgcloak/pgcloak/config"
 	"github.com/pgcloak/pgcloak/crypto"
+	"github.com/pgcloak/pgcloak/proxy/access"
 	"github.com/pgcloak/pgcloak/proxy/catalog"
 	"github.com/pgcloak/pgcloak/proxy/pgerr"
 	"github.com/pgcloak/pgcloak/proxy/wire"
@@ -38,15 +40,18 @@ func newReplay(tb testing.TB) *replay {
 		tb.Fatal(err)
 	}
 	plan := &rowPlan{protected: true}
+	metrics := NewMetrics(nil)
 	for _, name := range []string{"full_name", "email", "phone"} {
 		r, err := catalog.NewRule("public", "big_enc", name, config.Column{Type: "text", Key: "pii"})
 		if err != nil {
 			tb.Fatal(err)
 		}
 		col := &column{rule: r, plan: r.Plan, id: r.ID, typ: r.Type, mode: r.Mode, keyring: kr}
-		plan.fields = append(plan.fields, fieldPlan{col: col, format: 0, srvFormat: 1})
+		acc := &colAccess{Decision: access.Decision{Read: access.Plaintext, Write: true, Search: true}, col: col, name: col.String(), typ: col.typ, decrypts: true,
+			ctr: metrics.column(col.String(), "bench")}
+		plan.fields = append(plan.fields, fieldPlan{col: col, acc: acc, format: 0, srvFormat: 1})
 	}
-	r := &replay{ss: &session{prot: &Protector{}, cloak: newCloak(nil, "bench")}, plan: plan}
+	r := &replay{ss: &session{prot: &Protector{}, cloak: newCloak(nil, "bench"), guard: &sessionGuard{open: true, Metrics: metrics}}, plan: plan}
 	tb.Cleanup(r.ss.ServerGone) // as the relay does when its server loop ends
 	return r
 }
@@ -156,6 +161,13 @@ func TestPipelineMatchesInline(t *testing.T) {
 	}
 	if r.ss.ServerHolding() {
 		t.Fatal("rows still held after ReadyForQuery")
+	}
+	// Values decrypted on the workers count as the inline ones do (the
+	// audit log and the metrics are made from the count).
+	for _, f := range r.plan.fields {
+		if got := testutil.ToFloat64(f.acc.ctr.plaintext); got != float64(2*n) {
+			t.Errorf("%s: %v values counted, want %d", f.acc.name, got, 2*n)
+		}
 	}
 }
 

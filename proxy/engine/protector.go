@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -26,6 +27,10 @@ type Protector struct {
 	// (keys or catalog not loaded): relaying would let plaintext through.
 	loading atomic.Pointer[string]
 	catalog catalogWatch
+	// guard holds the access policy and the audit log, metrics the
+	// metrics of protected values (access.go).
+	guard   atomic.Pointer[Guard]
+	metrics atomic.Pointer[Metrics]
 }
 
 var _ proxy.Hooks = (*Protector)(nil)
@@ -67,6 +72,11 @@ func (p *Protector) Ready() (bool, string) {
 			return false, why
 		}
 	}
+	if g := p.guard.Load(); g != nil && g.Audit != nil && g.Audit.Blocks() {
+		if why := g.Audit.Failing(); why != "" {
+			return false, "the audit log cannot be written (" + why + "); audit.on_failure: block"
+		}
+	}
 	return true, ""
 }
 
@@ -89,7 +99,7 @@ func (p *Protector) Session(info proxy.SessionInfo) (proxy.Hook, error) {
 		return nil, pgerr.New(pgerrcode.CannotConnectNow, "not ready: "+why)
 	}
 	prot := p.protection.Load()
-	ss := &session{prot: p, info: info, user: info.User, log: p.log.With(zap.String("client", info.ClientAddr), zap.String("user", info.User))}
+	ss := &session{prot: p, info: info, user: info.User, started: time.Now(), log: p.log.With(zap.String("client", info.ClientAddr), zap.String("user", info.User))}
 	ss.cloak = newCloak(prot, info.User)
 	return ss, nil
 }

@@ -162,7 +162,7 @@ func (ss *session) analyze(sql string) (*sqlplan.Analysis, error) {
 // refuse decides what happens to a statement the analyzer refused: in shadow
 // mode it is logged and let through; otherwise the error is returned.
 func (ss *session) refuse(err error) error {
-	if ss.cloak.p.shadow {
+	if ss.cloak.p.shadow && !errors.Is(err, errAccessDenied) {
 		ss.log.Warn("shadow mode: letting through a statement pgcloak would refuse", zap.Error(err))
 		return nil
 	}
@@ -174,6 +174,9 @@ func (ss *session) query(m []byte) error {
 	c := ss.cloak
 	sql := wire.CString(m[wire.HeaderLen:])
 	a, err := ss.analyze(sql)
+	if err == nil {
+		err = ss.checkAccess(a, sql)
+	}
 	var out []byte
 	if err == nil {
 		out, err = ss.rewriteSQL(sql, a)
@@ -194,7 +197,7 @@ func (ss *session) query(m []byte) error {
 		}
 		out, cp = nil, nil
 	}
-	e := pending{kind: pSimple, copy: cp, group: c.group}
+	e := pending{kind: pSimple, copy: cp, group: c.group, sql: sql}
 	if a != nil {
 		e.effects = make([][]sqlplan.Effect, len(a.Statements))
 		for i := range a.Statements {
@@ -240,7 +243,7 @@ func (ss *session) statementChanges(i int, st *sqlplan.Statement) []stmtChange {
 // defines.
 func (ss *session) preparedStatement(e sqlplan.Effect, outer *sqlplan.Statement) *statement {
 	c := ss.cloak
-	st := &statement{name: e.Name, sql: e.Text, planKey: c.view.Key(), qualified: qualifiers(outer)}
+	st := &statement{name: e.Name, sql: e.Text, text: e.Text, planKey: c.view.Key(), qualified: qualifiers(outer)}
 	st.planInner(e.Statement, c.p)
 	return st
 }
@@ -506,6 +509,7 @@ func (ss *session) appendEncryptedWith(dst []byte, col *column, format int16, v 
 	if err != nil {
 		return nil, keyError(col, err)
 	}
+	ss.countEncrypted(col)
 	return out, nil
 }
 

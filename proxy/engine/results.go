@@ -35,6 +35,8 @@ type rowPlan struct {
 
 type fieldPlan struct {
 	col *column
+	// acc is what the session may do with col (access.go).
+	acc *colAccess
 	// scan: an unprotected bytea column whose values are checked for
 	// pgcloak ciphertext, which must never reach the client as data.
 	scan bool
@@ -155,6 +157,11 @@ func (ss *session) serverMessage(typ byte, m []byte) ([]byte, error) {
 		if typ == 'C' && isDDLTag(m[wire.HeaderLen:]) {
 			c.ddlSeen = true
 		}
+		if typ == 'C' {
+			ss.endResult(m[wire.HeaderLen:], false)
+		} else {
+			ss.endResult(nil, false)
+		}
 		c.cur = nil
 		c.mu.Lock()
 		if head := c.q.peek(); head != nil {
@@ -181,6 +188,7 @@ func (ss *session) serverMessage(typ byte, m []byte) ([]byte, error) {
 		c.mu.Unlock()
 		return m, nil
 	case 'E':
+		ss.endResult(nil, true)
 		c.cur = nil
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -258,6 +266,11 @@ func (ss *session) rowDescription(m []byte) ([]byte, error) {
 	if describesPortal {
 		clientFormats = head.portal.resultFormats
 	}
+	rowsNow := head != nil && head.kind == pSimple // the rows follow: Query, FETCH
+	var sql string
+	if rowsNow {
+		sql = head.sql
+	}
 	c.mu.Unlock()
 	plan := &rowPlan{fields: make([]fieldPlan, len(rd.Fields))}
 	p := ss.prot.protection.Load()
@@ -286,16 +299,25 @@ func (ss *session) rowDescription(m []byte) ([]byte, error) {
 		if describesPortal {
 			fp.format = wire.FormatCode(clientFormats, i)
 		}
+		if col != nil {
+			fp.acc = ss.access(col)
+		}
 		plan.fields[i] = fp
 		f.Format = fp.format
 		if col != nil {
 			plan.protected = true
-			f.DataTypeOID = col.typ.OID()
-			f.DataTypeSize = col.typ.Len()
-			f.TypeModifier = col.typ.Typmod()
+			typ := fp.acc.typ // the type the session sees: logical, masked, or bytea
+			f.DataTypeOID = typ.OID()
+			f.DataTypeSize = typ.Len()
+			f.TypeModifier = typ.Typmod()
 		}
 	}
 	plan.check()
+	if rowsNow {
+		if err := ss.deniedRows(plan, sql); err != nil {
+			return nil, err
+		}
+	}
 	out := m
 	if plan.protected {
 		var err error
@@ -438,16 +460,20 @@ func (ss *session) appendDecryptedRow(dst []byte, sc *rowScratch, plan *rowPlan,
 			out = append(out, v...)
 			continue
 		}
+		var err error
+		if !f.acc.decrypts {
+			if out, err = ss.outputStored(out, sc, plan.fields, k, v, sess); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		plain, err := ss.decryptValue(sc, f, v)
 		if err != nil {
 			return nil, err
 		}
-		lenAt := len(out)
-		out = append(out, 0, 0, 0, 0)
-		if out, err = f.col.typ.Encode(out, plain, f.format, sess); err != nil {
-			return nil, columnValueError(f.col, err)
+		if out, err = ss.output(out, sc, plan.fields, k, plain, sess); err != nil {
+			return nil, err
 		}
-		binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
 	}
 	binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
 	return out, nil
@@ -464,6 +490,7 @@ func (ss *session) decryptValue(sc *rowScratch, f fieldPlan, v []byte) ([]byte, 
 		}
 		raw = sc.hex
 	}
+	sc.version = 0
 	if !crypto.IsCiphertext(raw) {
 		if f.col.migrating {
 			return raw, nil // not yet encrypted: the stored bytes are the plaintext
@@ -488,6 +515,7 @@ func (ss *session) decryptValue(sc *rowScratch, f fieldPlan, v []byte) ([]byte, 
 		}
 	}
 	sc.plain = plain
+	sc.version = keyVersionOf(raw) // for the audit log
 	return plain, nil
 }
 

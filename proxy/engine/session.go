@@ -2,6 +2,8 @@ package engine
 
 import (
 	"bufio"
+	"encoding/binary"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -19,6 +21,12 @@ type session struct {
 	// user is the session user, for $user in search_path.
 	user  string
 	cloak *cloak
+	// guard is the session's access and audit state (access.go), made
+	// when the session is authenticated; backendPID and started identify
+	// the session in audit records.
+	guard      *sessionGuard
+	backendPID uint32
+	started    time.Time
 
 	// The writers toward each peer, as the relay hands them in (always the
 	// same two): toServer is used by the client loop only, toClient by the
@@ -33,6 +41,9 @@ var _ proxy.Hook = (*session)(nil)
 func (ss *session) StartupMessage(t wire.ServerMsg, msg []byte) {
 	if t == wire.ParameterStatus {
 		ss.parameterStatus(msg)
+	}
+	if t == wire.BackendKeyData && len(msg) >= wire.HeaderLen+4 {
+		ss.backendPID = binary.BigEndian.Uint32(msg[wire.HeaderLen:])
 	}
 }
 
@@ -116,6 +127,7 @@ func (ss *session) ServerWants(t wire.ServerMsg) bool {
 // ServerGone implements proxy.Hook: a client loop waiting for an answer
 // stops waiting.
 func (ss *session) ServerGone() {
+	ss.endResult(nil, true) // rows sent before the end are recorded
 	c := ss.cloak
 	c.rows.endStreak()
 	c.mu.Lock()

@@ -68,11 +68,15 @@ type pending struct {
 	// settingsGroup: this Sync or Query closes a group that changes
 	// settings (see cloak.settingsInflight).
 	settingsGroup bool
+	// sql is a Query's text, for audit records.
+	sql string
 }
 
 // statement is a prepared statement as pgcloak tracks it.
 type statement struct {
 	name string
+	// text is the statement's SQL as the client sent it, for audit records.
+	text string
 	// params maps parameter index (0-based) to the protected column its
 	// value is stored into or compared with; nil entries are untouched.
 	params []*column

@@ -150,31 +150,37 @@ func (a *analyzer) dispatch(st *Statement, n *pg.Node, raw *pg.RawStmt) error {
 		if err == nil && v.SelectStmt.IntoClause == nil {
 			st.Results = resultColumns(v.SelectStmt, out)
 		}
+		a.reads(out)
 		return err
 	case *pg.Node_InsertStmt:
 		st.Kind = "INSERT"
-		_, err := a.insert(v.InsertStmt, nil, keep)
+		out, err := a.insert(v.InsertStmt, nil, keep)
+		a.reads(out)
 		return err
 	case *pg.Node_UpdateStmt:
 		st.Kind = "UPDATE"
-		_, err := a.update(v.UpdateStmt, nil, keep)
+		out, err := a.update(v.UpdateStmt, nil, keep)
+		a.reads(out)
 		return err
 	case *pg.Node_DeleteStmt:
 		st.Kind = "DELETE"
-		_, err := a.delete(v.DeleteStmt, nil, keep)
+		out, err := a.delete(v.DeleteStmt, nil, keep)
+		a.reads(out)
 		return err
 	case *pg.Node_MergeStmt:
 		st.Kind = "MERGE"
-		_, err := a.merge(v.MergeStmt, nil)
+		out, err := a.merge(v.MergeStmt, nil)
+		a.reads(out)
 		return err
 	case *pg.Node_ExplainStmt:
 		// EXPLAIN ANALYZE runs the statement: plan it like the statement.
 		err := a.dispatch(st, v.ExplainStmt.Query, raw)
-		st.Kind, st.Results = "EXPLAIN", nil
+		st.Kind, st.Results, st.Reads = "EXPLAIN", nil, nil // its rows are the plan's text
 		return err
 	case *pg.Node_DeclareCursorStmt:
 		st.Kind = "DECLARE"
-		_, err := a.query(v.DeclareCursorStmt.Query, nil, keep, nil)
+		out, err := a.query(v.DeclareCursorStmt.Query, nil, keep, nil)
+		a.reads(out)
 		return err
 	case *pg.Node_PrepareStmt:
 		return a.prepare(st, v.PrepareStmt, raw)
@@ -313,6 +319,34 @@ func (a *analyzer) join(x, y *Column) {
 		}
 	}
 	a.st.Joins = append(a.st.Joins, [2]*Column{x, y})
+}
+
+// reads records the protected columns among a statement's outputs.
+func (a *analyzer) reads(out *outputs) {
+	if out == nil {
+		return
+	}
+	for _, o := range out.list {
+		if o.col != nil {
+			a.st.Reads = addColumn(a.st.Reads, o.col)
+		}
+	}
+}
+
+// wrote records that the statement stores into col.
+func (a *analyzer) wrote(col *Column) { a.st.Writes = addColumn(a.st.Writes, col) }
+
+// compared records that the statement compares or groups col.
+func (a *analyzer) compared(col *Column) { a.st.Compares = addColumn(a.st.Compares, col) }
+
+// addColumn appends col to list unless it is there.
+func addColumn(list []*Column, col *Column) []*Column {
+	for _, c := range list {
+		if same(c, col) {
+			return list
+		}
+	}
+	return append(list, col)
 }
 
 // touch records that the statement uses protected table t.

@@ -250,11 +250,13 @@ func (a *analyzer) compare(l, r operand) error {
 	if l.col.Mode != Deterministic {
 		return refuse("compare", l.col.String(), whyRandomized)
 	}
+	a.compared(l.col)
 	switch {
 	case r.col != nil:
 		if r.col.Mode != Deterministic {
 			return refuse("compare", r.col.String(), whyRandomized)
 		}
+		a.compared(r.col)
 		if !same(l.col, r.col) {
 			a.join(l.col, r.col)
 		}

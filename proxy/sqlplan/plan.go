@@ -122,6 +122,20 @@ type Statement struct {
 	// protected results in binary); RowDescription stays the authority.
 	Results []*Column
 
+	// Reads, Writes and Compares say what the statement does with each
+	// protected column, for access rules (each column once, in the order
+	// met). Reads are the columns whose values its result rows carry to the
+	// client as far as the analyzer can see them (select list, * over known
+	// relations, RETURNING, a cursor's query; RowDescription stays the
+	// authority for what it cannot see). Writes are the columns it stores
+	// into (INSERT, UPDATE SET, ON CONFLICT DO UPDATE, whatever the value,
+	// NULL and DEFAULT included). Compares are the columns it compares with
+	// a value or another column (=, <>, IN, IS DISTINCT FROM, joins) or
+	// groups by (GROUP BY, DISTINCT): a search, which reveals which rows
+	// hold a value without reading it. The inner statement of a PREPARE
+	// carries its own (Effect.Statement).
+	Reads, Writes, Compares []*Column
+
 	// Copy is set for COPY of a protected table FROM STDIN or TO STDOUT,
 	// and for COPY (query) TO STDOUT with protected output columns: the
 	// session rewrites the data stream.

@@ -269,15 +269,21 @@ func (a *analyzer) group(n *pg.Node, sc *scope, out *outputs, op string) error {
 		}
 		return nil
 	}
-	if c := out.ref(n); c != nil && c.Mode != Deterministic {
-		return refuse(op, c.String(), whyGroups)
+	if c := out.ref(n); c != nil {
+		if c.Mode != Deterministic {
+			return refuse(op, c.String(), whyGroups)
+		}
+		a.compared(c)
 	}
 	o, err := a.value(n, sc)
 	if err != nil {
 		return err
 	}
-	if o.col != nil && o.col.Mode != Deterministic {
-		return refuse(op, o.col.String(), whyGroups)
+	if o.col != nil {
+		if o.col.Mode != Deterministic {
+			return refuse(op, o.col.String(), whyGroups)
+		}
+		a.compared(o.col)
 	}
 	a.release(o)
 	return nil
@@ -302,6 +308,9 @@ func (a *analyzer) distinct(list []*pg.Node, sc *scope, out *outputs) error {
 		for _, o := range out.list {
 			if o.col != nil && o.col.Mode != Deterministic {
 				return refuse("select distinct", o.col.String(), whyGroups)
+			}
+			if o.col != nil {
+				a.compared(o.col)
 			}
 		}
 		return nil

@@ -221,6 +221,7 @@ func (a *analyzer) assign(list []*pg.Node, target *rel, sc *scope) error {
 // column: ciphertext is bound to the column, not the row). Anything else is
 // computed by the server and would be stored as plaintext.
 func (a *analyzer) store(col *Column, n *pg.Node, sc *scope) error {
+	a.wrote(col)
 	if n.GetSetToDefault() != nil {
 		return nil
 	}
