@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgcloak/pgcloak/crypto"
+	"github.com/pgcloak/pgcloak/proxy/access"
 	"github.com/pgcloak/pgcloak/proxy/wire"
 )
 
@@ -20,6 +21,10 @@ var byteaHex = regexp.MustCompile(`\\x[0-9a-f]+(?:\.\.\.)?`)
 // (the failing row of a check violation shows 64 bytes of each value):
 // what is left cannot be decrypted.
 const cutShort = "(pgcloak ciphertext, cut short)"
+
+// withheld replaces a value of a column the session may not read in
+// plaintext (access rules).
+const withheld = "(protected value)"
 
 // magicHex is pgcloak's magic as it starts a bytea in hex output form.
 var magicHex = `\x` + hex.EncodeToString([]byte(crypto.Magic))
@@ -35,7 +40,9 @@ var magicHex = `\x` + hex.EncodeToString([]byte(crypto.Magic))
 // with the protected columns of the table the error names (all of them when
 // it names none); ciphertext is bound to its column, so only the right one
 // opens it. A value no column opens is left as it is. m is returned
-// unchanged when there is nothing to decrypt. Server loop, under cloak.mu.
+// unchanged when there is nothing to decrypt. A session whose access rules
+// do not let it read a column in plaintext gets withheld in place of the
+// value. Server loop, under cloak.mu.
 func (ss *session) readableError(m []byte) []byte {
 	if !bytes.Contains(m, []byte(magicHex)) {
 		return m
@@ -62,6 +69,13 @@ func (ss *session) readableError(m []byte) []byte {
 			plain, err := col.keyring.Decrypt(nil, raw, col.id)
 			if err != nil {
 				continue
+			}
+			if ss.guard != nil && ss.access(col).Read != access.Plaintext {
+				// A role that may not read the column does not read it
+				// here either (an UPDATE's failing row shows values the
+				// client did not write).
+				changed = true
+				return withheld
 			}
 			text, err := col.typ.Encode(nil, plain, 0, &ss.cloak.fmtCommitted)
 			if err != nil {

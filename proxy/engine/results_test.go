@@ -158,3 +158,20 @@ func TestErrorDetailDecrypted(t *testing.T) {
 		`ReadyForQuery I`,
 	)
 }
+
+// TestErrorDetailWithheld: a role that may not read a column in plaintext
+// does not read it in an error's DETAIL either: an UPDATE's failing row
+// shows values the client never wrote.
+func TestErrorDetailWithheld(t *testing.T) {
+	e := newEngine(t, func(f *fixture) {
+		f.access = &config.Access{Roles: map[string]config.AccessRule{"alice": {Read: "masked", Mask: "token", Write: true}}}
+	})
+	e.client(&pgproto3.Query{String: "UPDATE people SET note = 'x' WHERE id = 1"})
+	check := serverError("23514", `new row for relation "people" violates check constraint "people_note_check"`)
+	check.Detail = `Failing row contains (1, null, ` + byteaText(e.ciphertext("email", "alice@example.com")) + `, null, x).`
+	check.SchemaName, check.TableName = "public", "people"
+	e.server(check, ready('I')).want(
+		`ErrorResponse ERROR 23514 "new row for relation \"people\" violates check constraint \"people_note_check\"" detail="Failing row contains (1, null, (protected value), null, x)."`,
+		`ReadyForQuery I`,
+	)
+}

@@ -37,6 +37,7 @@ import (
 	"github.com/pgcloak/pgcloak/config"
 	"github.com/pgcloak/pgcloak/crypto"
 	"github.com/pgcloak/pgcloak/proxy"
+	"github.com/pgcloak/pgcloak/proxy/access"
 	"github.com/pgcloak/pgcloak/proxy/catalog"
 	"github.com/pgcloak/pgcloak/proxy/pgerr"
 	"github.com/pgcloak/pgcloak/proxy/wire"
@@ -105,6 +106,8 @@ type fixture struct {
 	// settings answer Started's settings query (nil: PostgreSQL's
 	// defaults).
 	settings []pgproto3.BackendMessage
+	// access, when set, are the access rules of the session's role.
+	access *config.Access
 }
 
 type engineOption func(*fixture)
@@ -144,6 +147,14 @@ func newEngine(t *testing.T, opts ...engineOption) *engineTest {
 	}
 	if ok, _ := prot.Ready(); ok {
 		t.Fatal("a protector without a catalog reports ready")
+	}
+	if fx.access != nil {
+		fx.cfg.Access = fx.access
+		policy, err := access.New(fx.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prot.SetGuard(Guard{Policy: policy})
 	}
 	prot.Install(rs.protection(snap))
 	if ok, why := prot.Ready(); !ok {
