@@ -305,6 +305,9 @@ func keysInit(ctx context.Context, e *keysEnv, _ []string) error {
 			fmt.Fprintf(e.out, "keyring %s: has versions up to %d; unchanged\n", n, v)
 		}
 	}
+	if len(e.cfg.Subjects) > 0 {
+		return initSubjects(ctx, e)
+	}
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgcloak/pgcloak/config"
 	"github.com/pgcloak/pgcloak/crypto"
+	"github.com/pgcloak/pgcloak/crypto/subject"
 	"github.com/pgcloak/pgcloak/proxy"
 	"github.com/pgcloak/pgcloak/proxy/engine"
 )
@@ -140,12 +141,19 @@ func ServeProtection(ctx context.Context, cfg *config.Config, log *zap.Logger, s
 	}
 	delay := time.Second
 	var keys crypto.Keyrings
+	var subjects *subject.Keys
 	var closeKeys func()
 	for {
 		l, c, err := OpenKeyrings(ctx, cfg, log)
 		if err == nil {
 			keys, closeKeys = l, c
-			break
+			if subjects, err = openSubjects(ctx, cfg, l, log); err == nil {
+				if subjects != nil {
+					closeKeys = func() { subjects.Close(); c() }
+				}
+				break
+			}
+			c()
 		}
 		srv.SetNotReady("keys: " + err.Error())
 		log.Error("not ready; retrying", zap.Error(err), zap.Duration("in", delay))
@@ -156,7 +164,7 @@ func ServeProtection(ctx context.Context, cfg *config.Config, log *zap.Logger, s
 		}
 		delay = min(2*delay, 30*time.Second)
 	}
-	rules, err := engine.NewRules(cfg, keys)
+	rules, err := engine.NewRulesWithSubjects(cfg, keys, subjects)
 	if err != nil {
 		closeKeys()
 		fatal <- err

@@ -26,6 +26,7 @@ var checks = []func(*loader, *Config){
 	checkLimits,
 	checkTables,
 	checkKeys,
+	checkSubjects,
 }
 
 func checkListen(l *loader, c *Config) {

@@ -239,7 +239,7 @@ func (k *Keyring) Encrypt(dst, plaintext []byte, col ColumnID, mode Mode) ([]byt
 // Decrypt authenticates and decrypts value, a value that Encrypt made for
 // column col, appends the plaintext to dst and returns the extended slice. The
 // mode and key version come from the value's header. Errors: ErrNotCiphertext,
-// ErrUnsupportedFormat, *UnknownKeyVersionError, ErrAuthFailed (tampered,
+// ErrUnsupportedFormat, ErrSubjectValue, *UnknownKeyVersionError, ErrAuthFailed (tampered,
 // truncated, other column, other key). On error no plaintext is returned or
 // left in dst's spare capacity. It allocates nothing when dst has room for
 // the plaintext. value must not overlap dst's spare capacity.
@@ -250,6 +250,9 @@ func (k *Keyring) Decrypt(dst, value []byte, col ColumnID) ([]byte, error) {
 	}
 	if col.IsZero() {
 		return nil, ErrInvalidColumn
+	}
+	if h.Mode == Subject {
+		return nil, ErrSubjectValue
 	}
 	s := k.snap.Load()
 	nk := s.lookup(h.KeyVersion)

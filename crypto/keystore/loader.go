@@ -311,19 +311,27 @@ func (l *Loader) poll(ctx context.Context) {
 	}
 }
 
-// listen waits for notifications on Channel on a connection of its own,
-// reconnecting with backoff, and kicks poll for each (and after each
-// reconnection, since notifications may have been missed).
+// listen waits for notifications on Channel and kicks poll for each (and
+// after each reconnection, since notifications may have been missed).
 func (l *Loader) listen(ctx context.Context, dsn string) {
 	defer l.wg.Done()
+	Listen(ctx, dsn, Channel, l.log, func(string) { l.kickPoll() })
+}
+
+// Listen LISTENs on channel on a connection of its own until ctx ends,
+// calling notified with the payload of each notification, and with "" once
+// connected (notifications may have been missed before). It reconnects with
+// backoff from 1s to 1m; a lost connection is logged at debug (the callers
+// poll as well, which is their guarantee).
+func Listen(ctx context.Context, dsn, channel string, log *zap.Logger, notified func(payload string)) {
 	backoff := time.Second
 	for ctx.Err() == nil {
-		err := l.listenOnce(ctx, dsn)
+		err := listenOnce(ctx, dsn, channel, notified)
 		if ctx.Err() != nil {
 			return
 		}
 		d := backoff/2 + rand.N(backoff/2+1)
-		l.log.Debug("LISTEN connection lost; polling continues", zap.Error(err), zap.Duration("retry_in", d))
+		log.Debug("LISTEN connection lost; polling continues", zap.String("channel", channel), zap.Error(err), zap.Duration("retry_in", d))
 		select {
 		case <-ctx.Done():
 			return
@@ -333,21 +341,22 @@ func (l *Loader) listen(ctx context.Context, dsn string) {
 	}
 }
 
-func (l *Loader) listenOnce(ctx context.Context, dsn string) error {
+func listenOnce(ctx context.Context, dsn, channel string, notified func(string)) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
 		return err
 	}
-	l.kickPoll()
+	notified("")
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return err
 		}
-		l.kickPoll()
+		notified(n.Payload)
 	}
 }
 

@@ -518,6 +518,14 @@ func (r *Rewriter) row(dst, line, term []byte) ([]byte, error) {
 	if nf > r.ncols {
 		return dst, r.errLineText(CodeBadCopyFileFormat, "extra data after last expected column", line)
 	}
+	if r.rowFn != nil {
+		if r.rowField >= nf {
+			return dst, r.errMissing(nf, line) // before a protected field could go without its row's field
+		}
+		if err := r.textRowField(line); err != nil {
+			return dst, err
+		}
+	}
 	start := len(dst)
 	last := 0
 	if r.anyProt {
@@ -587,6 +595,9 @@ func (r *Rewriter) textField(dst []byte, col int, line []byte, f span) ([]byte, 
 			return dst, ce
 		}
 		out, err := r.call(col, r.raw)
+		if err == ErrNull {
+			return append(dst, r.null...), nil // the NULL string, unquoted in CSV too
+		}
 		if err != nil {
 			return dst, err
 		}
@@ -765,6 +776,11 @@ func (r *Rewriter) binaryRow(dst, t []byte) ([]byte, error) {
 		r.rows++
 		return append(dst, t...), nil
 	}
+	if r.rowFn != nil {
+		if err := r.binaryRowField(t); err != nil {
+			return dst, err
+		}
+	}
 	start := len(dst)
 	p, last := 2, 0
 	for col := 0; col < r.ncols; col++ {
@@ -777,6 +793,11 @@ func (r *Rewriter) binaryRow(dst, t []byte) ([]byte, error) {
 		if r.prot[col] {
 			dst = append(dst, t[last:p]...)
 			out, err := r.call(col, t[p+4:end])
+			if err == ErrNull {
+				dst = binary.BigEndian.AppendUint32(dst, 0xffffffff) // a NULL field
+				last, p = end, end
+				continue
+			}
 			if err != nil {
 				return dst[:start], err
 			}

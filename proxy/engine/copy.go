@@ -27,6 +27,9 @@ type copyState struct {
 	// fmt shapes the values: the session's, with the COPY's ENCODING
 	// option (text and CSV) as the client encoding.
 	fmt values.Session
+	// subj is the subject of the row being copied in, for subject-keyed
+	// columns (see copySubject).
+	subj subjectValue
 }
 
 // newCopy prepares the rewriter for a planned COPY.
@@ -70,6 +73,11 @@ func (ss *session) newCopy(cp *sqlplan.Copy) (*copyState, error) {
 		enc = ""
 	}
 	st.cfg = copyfmt.Config{Options: o, Direction: dir, Table: cp.Table, Columns: cp.Columns, Protected: protected, Transform: fn, Encoding: enc}
+	if cp.From {
+		if err := st.copySubject(); err != nil {
+			return nil, err
+		}
+	}
 	if st.rw, err = copyfmt.NewRewriter(st.cfg); err != nil {
 		return nil, err
 	}
@@ -88,7 +96,7 @@ func valueFormat(o copyfmt.Options) int16 {
 // logical type becomes its ciphertext.
 func (ss *session) copyEncrypt(st *copyState) copyfmt.FieldFunc {
 	return func(dst []byte, i int, v []byte) ([]byte, error) {
-		out, err := ss.appendEncryptedWith(dst, st.cols[i], valueFormat(st.cfg.Options), v, &st.fmt)
+		out, err := ss.appendEncryptedWith(dst, st.cols[i], valueFormat(st.cfg.Options), v, &st.fmt, st.subj)
 		if err != nil {
 			return dst, err
 		}
@@ -102,6 +110,9 @@ func (ss *session) copyDecrypt(st *copyState) copyfmt.FieldFunc {
 	return func(dst []byte, i int, v []byte) ([]byte, error) {
 		col := st.cols[i]
 		plain, err := ss.decryptValue(fieldPlan{col: col, format: 1, srvFormat: 1}, v)
+		if err == errForgotten {
+			return dst, copyfmt.ErrNull
+		}
 		if err != nil {
 			return dst, err
 		}

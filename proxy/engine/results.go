@@ -417,6 +417,10 @@ func (ss *session) decryptRow(plan *rowPlan, m []byte) ([]byte, error) {
 			continue
 		}
 		plain, err := ss.decryptValue(f, v)
+		if err == errForgotten {
+			out = append(out, 0xff, 0xff, 0xff, 0xff) // its subject was forgotten: NULL
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -452,22 +456,9 @@ func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
 		}
 		return nil, columnDataError(f.col, errors.New("value is not pgcloak ciphertext (written around pgcloak?)"))
 	}
-	plain, err := f.col.keyring.Decrypt(c.serverPlain[:0], raw, f.col.id)
+	plain, err := ss.openValue(f.col, c.serverPlain[:0], raw)
 	if err != nil {
-		var uk *crypto.UnknownKeyVersionError
-		if errors.As(err, &uk) {
-			// Another instance may have rotated: look for new versions once.
-			// When that fails the reason (Vault unreachable, say) is what
-			// the client and the DBA need to read.
-			rerr := ss.prot.protection.Load().reload()
-			plain, err = f.col.keyring.Decrypt(c.serverPlain[:0], raw, f.col.id)
-			if err != nil && rerr != nil {
-				err = fmt.Errorf("%w; loading new key versions failed: %v", err, rerr)
-			}
-		}
-		if err != nil {
-			return nil, keyError(f.col, err)
-		}
+		return nil, err
 	}
 	c.serverPlain = plain
 	return plain, nil
