@@ -3,6 +3,8 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"io"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -39,4 +41,28 @@ func openSubjects(ctx context.Context, cfg *config.Config, keys *keystore.Loader
 		return nil, nil
 	}
 	return subject.Open(ctx, cfg, keys, log)
+}
+
+// forgottenReads says what reads of a forgotten subject return.
+func forgottenReads(subjects map[string]config.Subject) string {
+	for _, s := range subjects {
+		if s.ForgottenReads == config.ForgottenError {
+			return "NULL (or an error, where forgotten_reads: error)"
+		}
+	}
+	return "NULL"
+}
+
+// printShredDue says when backups lose a subject forgotten now.
+func printShredDue(ctx context.Context, w io.Writer, conn *pgx.Conn, cfg *config.Config) error {
+	fmt.Fprintf(w, "backups taken before now can still unwrap its key until the next shred rotation (at most shred_window, %s; pgcloak keys status says when)\n", days(cfg.ShredWindowOrDefault()))
+	return nil
+}
+
+// days writes a duration of whole days as "30d", others as Go does.
+func days(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
 }
