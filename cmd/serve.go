@@ -170,6 +170,9 @@ func ServeProtection(ctx context.Context, cfg *config.Config, log *zap.Logger, s
 		fatal <- err
 		return nil
 	}
+	if subjects != nil {
+		go runShredSchedule(ctx, cfg, log)
+	}
 	src := engine.CatalogSource{
 		Rules: rules,
 		Every: cfg.CatalogRefresh,

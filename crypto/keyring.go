@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pgcloak/pgcloak/crypto/internal/siv"
 )
@@ -142,6 +143,36 @@ func (nk *key) zero() {
 	nk.sub.zero()
 	nk.siv.Zero()
 	nk.gcm = nil
+}
+
+// Drop wipes version and unloads it, unless it is the newest (the active
+// one, which stays): a version that a shred rotation destroyed must not
+// stay usable in memory. Values under it then fail with
+// *UnknownKeyVersionError. It reports whether it dropped a version.
+func (k *Keyring) Drop(version uint32) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	old := k.snap.Load()
+	if old.closed || len(old.keys) == 0 || old.keys[0].version == version {
+		return false
+	}
+	keys := make([]*key, 0, len(old.keys))
+	var gone *key
+	for _, nk := range old.keys {
+		if nk.version == version {
+			gone = nk
+			continue
+		}
+		keys = append(keys, nk)
+	}
+	if gone == nil {
+		return false
+	}
+	k.snap.Store(&snapshot{keys: keys})
+	// Encrypt and Decrypt may still hold the old snapshot for an instant;
+	// the key bytes are wiped once they are done with it.
+	time.AfterFunc(time.Second, gone.zero)
+	return true
 }
 
 // Active returns the version that Encrypt uses, and false if none is loaded.

@@ -54,6 +54,18 @@ CREATE TABLE IF NOT EXISTS pgcloak.subject_tables (
 	PRIMARY KEY (schema_name, table_name)
 );
 COMMENT ON TABLE pgcloak.subject_tables IS 'tables with subjects, as pgcloak resolved them: pgcloak.forget reads the scope and the subject type here';
+CREATE TABLE IF NOT EXISTS pgcloak.shreds (
+	id              bigserial   PRIMARY KEY,
+	keyring         text        NOT NULL,
+	version         integer     NOT NULL,
+	destroyed       integer[]   NOT NULL,
+	rewrapped       bigint      NOT NULL,
+	kek             text        NOT NULL,
+	kek_min_version integer,
+	started_at      timestamptz NOT NULL,
+	finished_at     timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pgcloak.shreds IS 'pgcloak shred rotations: keyring got version, every subject key was rewrapped under it, destroyed versions were deleted; kek_min_version: Transit versions below it trimmed (NULL: not yet)';
 CREATE OR REPLACE FUNCTION pgcloak.subject_hash(scope text, subject text) RETURNS bytea
 	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 	AS $f$ SELECT sha256(convert_to('pgcloak subject v1', 'UTF8') || decode('00', 'hex') || convert_to(scope, 'UTF8')
