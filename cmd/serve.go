@@ -173,6 +173,9 @@ func ServeProtection(ctx context.Context, cfg *config.Config, log *zap.Logger, s
 	if subjects != nil {
 		go runShredSchedule(ctx, cfg, log)
 	}
+	if cfg.RetentionSchedule > 0 {
+		go runRetentionSchedule(ctx, cfg, log)
+	}
 	src := engine.CatalogSource{
 		Rules: rules,
 		Every: cfg.CatalogRefresh,

@@ -89,10 +89,8 @@ func runShredSchedule(ctx context.Context, cfg *config.Config, log *zap.Logger) 
 			store.Close()
 		}
 	}()
-	t := time.NewTicker(every)
-	defer t.Stop()
 	var lastErr string
-	for {
+	for first := true; first || sleep(ctx, every); first = false {
 		if env == nil {
 			var err error
 			if env, err = openShredEnv(ctx, cfg, log); err == nil {
@@ -127,11 +125,18 @@ func runShredSchedule(ctx context.Context, cfg *config.Config, log *zap.Logger) 
 				}
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	}
+}
+
+// sleep waits d, or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

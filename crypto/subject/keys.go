@@ -311,10 +311,9 @@ func (k *Keys) poll(ctx context.Context) {
 	defer k.wg.Done()
 	t := time.NewTicker(k.refresh)
 	defer t.Stop()
-	for {
+	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-			return
 		case <-t.C:
 		}
 		if err := k.readForgotten(ctx); err != nil && ctx.Err() == nil {
