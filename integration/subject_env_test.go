@@ -26,7 +26,7 @@ import (
 //	           orders_customer_id_fkey, address*, created_at)
 //	notes     (id, body*)   keyring pii, no subjects
 type subjEnv struct {
-	t      *testing.T
+	t      testing.TB
 	pg     *harness.Postgres
 	vault  *harness.Vault
 	db     string
@@ -54,13 +54,13 @@ type subjEnvOptions struct {
 
 // newSubjEnv makes the database and the config, and runs pgcloak keys
 // init and pgcloak protect --apply.
-func newSubjEnv(t *testing.T, o subjEnvOptions) *subjEnv {
+func newSubjEnv(t testing.TB, o subjEnvOptions) *subjEnv {
 	t.Helper()
 	if o.pg == nil {
-		o.pg = sharedPG(t)
+		o.pg = sharedPG(t.(*testing.T))
 	}
 	if o.vault == nil {
-		o.vault = sharedVault(t)
+		o.vault = sharedVault(t.(*testing.T))
 	}
 	e := &subjEnv{t: t, pg: o.pg, vault: o.vault, dir: t.TempDir(), db: "subj_" + randomSuffix()}
 	e.transit = "pgcloak-subjects-" + e.db
