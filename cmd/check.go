@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgcloak/pgcloak/config"
-	"github.com/pgcloak/pgcloak/crypto"
 	"github.com/pgcloak/pgcloak/crypto/keystore"
 	"github.com/pgcloak/pgcloak/migrate"
 	"github.com/pgcloak/pgcloak/proxy/access"
@@ -304,15 +303,16 @@ func (ck *checker) checkColumn(ctx context.Context, conn *pgx.Conn, rel *migrate
 		return
 	}
 	migrating := rule.State == config.StateMigrating
+	_, subject := ck.cfg.Subjects[key]
 	con := rel.Constraint(catalog.BackstopName(name))
 	backstopOK := false
 	switch {
 	case con == nil && !migrating:
 		ck.add(levelError, "backstop_missing", target, fmt.Sprintf("no CHECK constraint %s: a write around pgcloak can store plaintext", catalog.BackstopName(name)),
 			fmt.Sprintf("pgcloak migrate encrypt --table %s --column %s (adds it), or: %s; ALTER TABLE %s VALIDATE CONSTRAINT %s;",
-				key, name, catalog.BackstopSQL(rel.Schema, rel.Name, name), rel.Ident(), pgx.Identifier{catalog.BackstopName(name)}.Sanitize()))
+				key, name, catalog.BackstopSQLFor(rel.Schema, rel.Name, name, subject), rel.Ident(), pgx.Identifier{catalog.BackstopName(name)}.Sanitize()))
 	case con != nil:
-		want, err := catalog.BackstopDef(ctx, conn, name)
+		want, err := catalog.BackstopDefFor(ctx, conn, name, subject)
 		have := strings.TrimSuffix(con.Def, " NOT VALID")
 		switch {
 		case err != nil:
@@ -338,19 +338,19 @@ func (ck *checker) checkColumn(ctx context.Context, conn *pgx.Conn, rel *migrate
 		}
 		ck.add(levelWarning, "state_migrating", target, msg, fix)
 	} else if !backstopOK {
-		ck.checkPlaintext(ctx, conn, rel, key, name, target)
+		ck.checkPlaintext(ctx, conn, rel, key, name, target, subject)
 	}
 	ck.checkIndexes(rel, a, rule, target)
 }
 
 // checkPlaintext looks for values without the pgcloak header in a column
 // whose backstop does not guarantee there are none.
-func (ck *checker) checkPlaintext(ctx context.Context, conn *pgx.Conn, rel *migrate.Relation, key, name, target string) {
+func (ck *checker) checkPlaintext(ctx context.Context, conn *pgx.Conn, rel *migrate.Relation, key, name, target string, subject bool) {
 	qctx, cancel := context.WithTimeout(ctx, plaintextScanTimeout)
 	defer cancel()
 	var n int64
 	err := conn.QueryRow(qctx, fmt.Sprintf("SELECT count(*) FROM (SELECT 1 FROM %s WHERE NOT (%s) LIMIT 1000) s",
-		rel.Ident(), crypto.CheckExpr(name))).Scan(&n)
+		rel.Ident(), catalog.CheckExpr(name, subject))).Scan(&n)
 	if err != nil {
 		var pe *pgconn.PgError
 		if qctx.Err() != nil || errors.As(err, &pe) && pe.Code == "57014" {

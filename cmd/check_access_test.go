@@ -42,7 +42,7 @@ func TestCheckAccess(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Access) != 2 || got.Access[0].Role != "dba" || got.Access[0].Read != "deny" || got.Access[0].Rule != "access.default" {
+	if len(got.Access) != 3 || got.Access[0].Role != "dba" || got.Access[0].Read != "deny" || got.Access[0].Rule != "access.default" {
 		t.Errorf("check --role dba --json: %+v", got.Access)
 	}
 }

@@ -81,6 +81,7 @@ min_decryption_version=N) to retire them; rewrap prints N for each key.`,
 			RunE: g.keysRun(keysRewrap),
 		},
 	)
+	keys.AddCommand(subjectKeysCommands(g)...)
 	return keys
 }
 
@@ -236,6 +237,7 @@ func OpenKeyrings(ctx context.Context, cfg *config.Config, log *zap.Logger) (l *
 		Refresh:  cfg.KeyRefresh,
 		DSN:      cfg.AdminDSN,
 		Logger:   log,
+		Shredded: cfg.SubjectKeyrings(),
 	})
 	if err != nil {
 		store.Close()
@@ -310,6 +312,9 @@ func keysInit(ctx context.Context, e *keysEnv, _ []string) error {
 		} else {
 			fmt.Fprintf(e.out, "keyring %s: has versions up to %d; unchanged\n", n, v)
 		}
+	}
+	if len(e.cfg.Subjects) > 0 {
+		return initSubjects(ctx, e)
 	}
 	return nil
 }

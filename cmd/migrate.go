@@ -229,6 +229,9 @@ func (e *migrateEnv) choose() error {
 		return err
 	}
 	e.table = key
+	if _, ok := e.cfg.Subjects[key]; ok {
+		return fmt.Errorf("%s has subjects (subjects.%s): pgcloak migrate does not encrypt under subject keys yet; write its values through pgcloak", key, key)
+	}
 	all := e.cfg.Tables[key]
 	e.rules = map[string]config.Column{}
 	if len(e.f.columns) == 0 {

@@ -118,7 +118,7 @@ func (p *protector) print(ctx context.Context) error {
 			fmt.Fprintf(&b, "\n-- %s: backstop %s in place and validated\n", r, catalog.BackstopName(r.Name))
 		default:
 			todo++
-			def, err := catalog.BackstopDef(ctx, p.conn, r.Name)
+			def, err := catalog.BackstopDefFor(ctx, p.conn, r.Name, r.Subject != "")
 			if err != nil {
 				return err
 			}
@@ -131,7 +131,7 @@ func (p *protector) print(ctx context.Context) error {
 			fmt.Fprintf(&b, "    ALTER TABLE %s DROP CONSTRAINT %s; -- not the check pgcloak adds\n", ident, pgx.Identifier{name}.Sanitize())
 			fmt.Fprintf(&b, "  END IF;\n")
 			fmt.Fprintf(&b, "  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = %s::regclass AND conname = %s) THEN\n", sqlString(ident), sqlString(name))
-			fmt.Fprintf(&b, "    %s;\n", catalog.BackstopSQL(r.Schema, r.Table, r.Name))
+			fmt.Fprintf(&b, "    %s;\n", r.BackstopSQL())
 			fmt.Fprintf(&b, "  END IF;\n")
 			fmt.Fprintf(&b, "END $pgcloak$;\n")
 			fmt.Fprintf(&b, "%s;\n", catalog.ValidateSQL(r.Schema, r.Table, r.Name))
@@ -182,7 +182,7 @@ func (p *protector) apply(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := migrate.AddBackstops(ctx, p.conn, rel, names); err != nil {
+		if err := migrate.AddBackstopsFor(ctx, p.conn, rel, names, r0.Subject != ""); err != nil {
 			var pe *migrate.PlaintextError
 			if !errors.As(err, &pe) {
 				return err

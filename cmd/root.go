@@ -33,7 +33,7 @@ func Execute() int {
 	}
 	root.PersistentFlags().StringVar(&g.configPath, "config", os.Getenv("PGCLOAK_CONFIG"), "configuration file (env PGCLOAK_CONFIG)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(serveCommand(g), demoCommand(g), keysCommand(g), checkCommand(g), protectCommand(g), migrateCommand(g), auditCommand(g), configCommand(), versionCommand())
+	root.AddCommand(serveCommand(g), demoCommand(g), keysCommand(g), checkCommand(g), protectCommand(g), migrateCommand(g), auditCommand(g), forgetCommand(g), retentionCommand(g), configCommand(), versionCommand())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "pgcloak:", err)
 		var ce *config.Error

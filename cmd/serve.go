@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgcloak/pgcloak/config"
 	"github.com/pgcloak/pgcloak/crypto"
+	"github.com/pgcloak/pgcloak/crypto/subject"
 	"github.com/pgcloak/pgcloak/proxy"
 	"github.com/pgcloak/pgcloak/proxy/engine"
 )
@@ -141,15 +142,26 @@ func ServeProtection(ctx context.Context, cfg *config.Config, log *zap.Logger, s
 			"so a write that goes around pgcloak could store plaintext in them; use it only during a roll-out")
 	}
 	var keys crypto.Keyrings
+	var subjects *subject.Keys
 	var closeKeys func()
 	if !retryUntilReady(ctx, log, srv, "keys: ", func() error {
 		l, c, err := OpenKeyrings(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
 		keys, closeKeys = l, c
-		return err
+		if subjects, err = openSubjects(ctx, cfg, l, log); err != nil {
+			c()
+			return err
+		}
+		if subjects != nil {
+			closeKeys = func() { subjects.Close(); c() }
+		}
+		return nil
 	}) {
 		return nil
 	}
-	rules, err := engine.NewRules(cfg, keys)
+	rules, err := engine.NewRulesWithSubjects(cfg, keys, subjects)
 	if err != nil {
 		closeKeys()
 		fatal <- err
@@ -161,6 +173,12 @@ func ServeProtection(ctx context.Context, cfg *config.Config, log *zap.Logger, s
 	if closeAudit == nil {
 		closeKeys()
 		return nil
+	}
+	if subjects != nil {
+		go runShredSchedule(ctx, cfg, log)
+	}
+	if cfg.RetentionSchedule > 0 {
+		go runRetentionSchedule(ctx, cfg, log)
 	}
 	src := engine.CatalogSource{
 		Rules: rules,

@@ -64,6 +64,22 @@ type Config struct {
 	// Audit, when set, records every decryption and denial in a
 	// tamper-evident log.
 	Audit *Audit `yaml:"audit"`
+	// Subjects names the tables whose protected values are encrypted under
+	// per-subject keys: "schema.table" → where the subject comes from.
+	Subjects map[string]Subject `yaml:"subjects"`
+	// ShredWindow bounds how long a forgotten subject stays readable from
+	// backups taken before the forget: the keyrings that wrap subject keys
+	// get a new version this often and their older ones are destroyed
+	// (0: DefaultShredWindow).
+	ShredWindow time.Duration `yaml:"shred_window"`
+	// SubjectCache is how many subject keys one instance keeps in memory
+	// (0: DefaultSubjectCache).
+	SubjectCache int `yaml:"subject_cache"`
+	// Retention says how long rows are kept: "schema.table" → rule.
+	Retention map[string]Retention `yaml:"retention"`
+	// RetentionSchedule is how often serve applies the retention rules
+	// (0, the default: never; run pgcloak retention run instead).
+	RetentionSchedule time.Duration `yaml:"retention_schedule"`
 }
 
 // TLS is the client-leg TLS configuration. After Load or Parse, relative paths

@@ -64,7 +64,7 @@ func writeTLS(t *testing.T, dir string) {
 }
 
 // topLevelKeys lists the top-level keys as errors name them.
-const topLevelKeys = "listen, upstream, admin_dsn, metrics_listen, tls, limits, kms, keys, key_refresh, tables, catalog_refresh, allow_missing_backstop, shadow, access, audit"
+const topLevelKeys = "listen, upstream, admin_dsn, metrics_listen, tls, limits, kms, keys, key_refresh, tables, catalog_refresh, allow_missing_backstop, shadow, access, audit, subjects, shred_window, subject_cache, retention, retention_schedule"
 
 // TestParseErrors checks every kind of mistake: each want line is
 // "LINE: KEY: message" after the file name, DIR stands for the file's
@@ -275,12 +275,19 @@ func TestExampleRoundTrip(t *testing.T) {
 			TransitMount: "transit",
 			Auth:         VaultAuth{Method: AuthToken},
 		}},
-		Keys:       map[string]Key{"pii": {TransitKey: "pgcloak-pii"}},
+		Keys:       map[string]Key{"pii": {TransitKey: "pgcloak-pii"}, "subject-keys": {TransitKey: "pgcloak-subject-keys"}},
 		KeyRefresh: 30 * time.Second, CatalogRefresh: 5 * time.Second,
-		Tables: map[string]map[string]Column{"public.customers": {
-			"email":      {Type: "text", Key: "pii", Mode: ModeDeterministic, SearchGroup: "email", State: StateEncrypted},
-			"birth_date": {Type: "date", Key: "pii"},
-		}},
+		Tables: map[string]map[string]Column{
+			"public.customers": {
+				"email":      {Type: "text", Key: "pii", Mode: ModeDeterministic, SearchGroup: "email", State: StateEncrypted},
+				"birth_date": {Type: "date", Key: "pii"},
+			},
+			"public.orders": {"address": {Type: "text", Key: "subject-keys"}},
+		},
+		Subjects:     map[string]Subject{"public.orders": {Column: "customer_id", Key: "subject-keys"}}, // forgotten_reads: null is YAML null: the default,
+		ShredWindow:  30 * 24 * time.Hour,
+		SubjectCache: 20000,
+		Retention:    map[string]Retention{"public.orders": {Column: "created_at", Keep: "3y", Action: RetentionForget}},
 		Access: &Access{
 			Default: &AccessRule{Read: ReadDeny},
 			Roles: map[string]AccessRule{

@@ -114,6 +114,22 @@
 //     get 57P03); continue keeps decrypting and counts the records lost.
 //   - audit.rotate_size (default 256MB, at least 64kB): start a new file at
 //     this size.
+//   - subjects.SCHEMA.TABLE (subjects.go): the table's protected values are
+//     encrypted under per-subject keys. column (required): the plain column
+//     holding a row's subject; key (required): the keyring that wraps the
+//     subject keys, which no column of a table without subjects may use and
+//     whose Transit key no other keyring may share (its old versions are
+//     destroyed every shred_window); foreign_key: the constraint through
+//     which column refers to another subjects table, whose subjects these
+//     are; forgotten_reads: null (default) or error. The table's columns
+//     must name the same key, be randomized and state: encrypted.
+//   - shred_window (default 30d, from 1s to 10 years): a forgotten subject
+//     can be read from no backup after this long.
+//   - subject_cache (default 20000): subject keys one instance keeps.
+//   - retention.SCHEMA.TABLE: {column, keep, action}: keep is a number and
+//     a unit (h, d, w, mon, y); action forget (needs subjects.TABLE) or
+//     delete. retention_schedule (default 0: off, else 1min to 30d): how
+//     often serve applies them.
 //
 // Relative tls, kms and audit file paths start at the config file's
 // directory; after Load they are stored resolved.

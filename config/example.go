@@ -66,6 +66,10 @@ kms:
 # Keyrings. Each protected column names one (tables.*.*.key); the Transit key wraps its data keys.
 keys:
   pii: {transit_key: pgcloak-pii}
+  # Wraps the per-subject keys of subjects: below. It gets a new version every shred_window
+  # and its old ones are destroyed, so it encrypts no column of a table without subjects,
+  # and its Transit key serves no other keyring.
+  subject-keys: {transit_key: pgcloak-subject-keys}
 
 # How often running instances look for new key versions (100ms to 1h). After pgcloak keys
 # rotate, every instance encrypts with the new version within this time plus one refresh
@@ -83,6 +87,36 @@ tables:
       search_group: email            # deterministic columns of one group compare equal with each other
       state: encrypted               # encrypted (default) | migrating (reads also accept plaintext; pgcloak migrate)
     birth_date: {type: date, key: pii}
+  public.orders:
+    address: {type: text, key: subject-keys}   # a table with subjects: the subjects' keyring
+
+# Tables whose rows belong to a person (a subject): their protected values are encrypted under
+# that subject's own key, made on first write, so that pgcloak forget erases all of them at once.
+subjects:
+  public.orders:
+    column: customer_id              # the plain column holding the subject (not a protected one)
+    key: subject-keys                # the keyring that wraps the subject keys
+    # foreign_key: orders_customer_id_fkey   # when column refers to another subject table (e.g.
+    #                                        # public.customers): one key per customer for both
+    forgotten_reads: null            # what reads of a forgotten subject return: null (default) | error
+
+# How long a forgotten subject stays readable from backups taken before the forget (1s to 10
+# years): the subject keyrings get a new version this often and the old one is destroyed, in
+# pgcloak.keys and in Vault Transit. Backups older than the window cannot be read for subjects.
+shred_window: 30d
+
+# Subject keys one instance keeps in memory (about 1 kB each); a subject not in memory costs
+# one database read.
+subject_cache: 20000
+
+# How long rows are kept: forget (the subject, once none of its rows is newer; needs subjects:)
+# or delete (the rows). pgcloak retention run applies them (try --dry-run).
+retention:
+  public.orders: {column: created_at, keep: 3y, action: forget}   # keep: h, d, w, mon or y
+
+# How often serve applies retention: itself (1min to 30d); 0 (the default) leaves it to
+# pgcloak retention run, e.g. from cron.
+retention_schedule: 0s
 
 # How often running instances re-read the catalog (100ms to 1h), so that a table, column,
 # CHECK backstop or view changed around pgcloak is noticed. DDL relayed by pgcloak

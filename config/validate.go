@@ -28,6 +28,7 @@ var checks = []func(*loader, *Config){
 	checkKeys,
 	checkAccess,
 	checkAudit,
+	checkSubjects,
 }
 
 func checkListen(l *loader, c *Config) {

@@ -96,3 +96,34 @@ func BenchmarkEncryptNilDst(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSubject is Encrypt and Decrypt of a Subject value (a subject's
+// own key instead of a keyring version), 64 bytes.
+func BenchmarkSubject(b *testing.B) {
+	k, err := NewSubjectKey(NewSubjectKeyID(), NewDEK())
+	if err != nil {
+		b.Fatal(err)
+	}
+	col, _ := NewColumnID("public", "customers", "email")
+	pt := make([]byte, 64)
+	dst := make([]byte, 0, 64+SubjectOverhead)
+	v, _ := k.Encrypt(nil, pt, col)
+	for _, op := range []string{"Encrypt", "Decrypt"} {
+		b.Run(op+"/64", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(64)
+			cpu := processCPU()
+			for b.Loop() {
+				if op == "Encrypt" {
+					_, err = k.Encrypt(dst, pt, col)
+				} else {
+					_, err = k.Decrypt(dst, v, col)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}

@@ -20,6 +20,11 @@ var (
 	// corrupted).
 	ErrUnsupportedFormat = errors.New("pgcloak crypto: unsupported value format")
 
+	// ErrSubjectValue means a keyring was asked to decrypt a Subject value,
+	// which only its subject's key opens (SubjectKey.Decrypt). It is an
+	// ErrUnsupportedFormat for the keyring.
+	ErrSubjectValue = fmt.Errorf("%w: value is encrypted under a subject key, not a keyring version", ErrUnsupportedFormat)
+
 	// ErrNoActiveKey means the keyring holds no key to encrypt with.
 	ErrNoActiveKey = errors.New("pgcloak crypto: keyring has no key loaded")
 

@@ -25,6 +25,16 @@ const (
 	// DeterministicOverhead is the number of bytes a Deterministic value adds
 	// to its plaintext: header and 16-byte synthetic IV.
 	DeterministicOverhead = HeaderLen + sivLen // 25
+
+	// SubjectKeyIDLen is the length of a subject key's id, which a Subject
+	// value carries in place of the key version.
+	SubjectKeyIDLen = 16
+	// SubjectHeaderLen is the header of a Subject value: magic, format
+	// version, mode, subject key id.
+	SubjectHeaderLen = HeaderPrefixLen + SubjectKeyIDLen // 21
+	// SubjectOverhead is the number of bytes a Subject value adds to its
+	// plaintext: header, 12-byte nonce, 16-byte tag.
+	SubjectOverhead = SubjectHeaderLen + gcmNonceLen + gcmTagLen // 49
 )
 
 // Mode is how a column is encrypted. Its number is stored in byte 4 of every
@@ -40,6 +50,11 @@ const (
 	// PostgreSQL can compare them for equality, unique constraints and joins.
 	// It reveals which rows share a value, and nothing else.
 	Deterministic Mode = 2
+	// Subject is AES-256-GCM under the data key of one subject (a customer,
+	// say) rather than a keyring version: the value carries the subject
+	// key's id, and destroying that key (pgcloak forget) makes every value
+	// of the subject unreadable wherever it is. See SubjectKey.
+	Subject Mode = 3
 )
 
 // String returns "randomized" or "deterministic" (as in the config file).
@@ -49,6 +64,8 @@ func (m Mode) String() string {
 		return "randomized"
 	case Deterministic:
 		return "deterministic"
+	case Subject:
+		return "subject"
 	}
 	return fmt.Sprintf("Mode(%d)", uint8(m))
 }
@@ -72,15 +89,20 @@ func (m Mode) Overhead() int {
 		return RandomizedOverhead
 	case Deterministic:
 		return DeterministicOverhead
+	case Subject:
+		return SubjectOverhead
 	}
 	return 0
 }
 
-// Header is the fixed 9-byte start of every value.
+// Header is the start of a value: 9 bytes for the keyring modes, 21 for
+// Subject.
 type Header struct {
 	Format     uint8  // format version; ParseHeader accepts only FormatVersion
 	Mode       Mode   // cipher of the body
-	KeyVersion uint32 // keyring version of the data key
+	KeyVersion uint32 // keyring version of the data key (keyring modes; 0 for Subject)
+	// KeyID is the subject key's id (Subject mode; zero otherwise).
+	KeyID SubjectKeyID
 }
 
 // appendHeader appends the 9 header bytes for mode and key version.
@@ -91,18 +113,26 @@ func appendHeader(b []byte, m Mode, version uint32) []byte {
 }
 
 // ParseHeader reads the header of a value. It returns ErrNotCiphertext when b
-// does not start with the magic (it is not pgcloak ciphertext at all) and
-// ErrUnsupportedFormat when the format version or mode is unknown. It does not
-// check the body.
+// does not start with the magic (it is not pgcloak ciphertext at all) or is
+// shorter than its mode's header, and ErrUnsupportedFormat when the format
+// version or mode is unknown. It does not check the body.
 func ParseHeader(b []byte) (Header, error) {
 	if len(b) < HeaderLen || string(b[:3]) != Magic {
 		return Header{}, ErrNotCiphertext
 	}
-	h := Header{Format: b[3], Mode: Mode(b[4]), KeyVersion: binary.BigEndian.Uint32(b[5:9])}
+	h := Header{Format: b[3], Mode: Mode(b[4])}
 	if h.Format != FormatVersion {
 		return Header{}, fmt.Errorf("%w: format version %d (this pgcloak reads %d)", ErrUnsupportedFormat, h.Format, FormatVersion)
 	}
-	if h.Mode.Overhead() == 0 {
+	switch h.Mode {
+	case Randomized, Deterministic:
+		h.KeyVersion = binary.BigEndian.Uint32(b[5:9])
+	case Subject:
+		if len(b) < SubjectHeaderLen {
+			return Header{}, ErrNotCiphertext
+		}
+		copy(h.KeyID[:], b[HeaderPrefixLen:SubjectHeaderLen])
+	default:
 		return Header{}, fmt.Errorf("%w: mode %d", ErrUnsupportedFormat, b[4])
 	}
 	return h, nil
@@ -140,4 +170,13 @@ func CheckExpr(column string) string {
 	return fmt.Sprintf("((substring(%[1]s from 1 for 5) = decode('%[2]x%02[3]x%02[4]x', 'hex') AND octet_length(%[1]s) >= %[5]d)"+
 		" OR (substring(%[1]s from 1 for 5) = decode('%[2]x%02[3]x%02[6]x', 'hex') AND octet_length(%[1]s) >= %[7]d))",
 		c, Magic, FormatVersion, uint8(Randomized), RandomizedOverhead, uint8(Deterministic), DeterministicOverhead)
+}
+
+// SubjectCheckExpr is CheckExpr for a subject-keyed column: true exactly
+// for a Subject value (NULL passes). Keyring values are refused there, so
+// every value of the column is erased with its subject's key.
+func SubjectCheckExpr(column string) string {
+	c := `"` + strings.ReplaceAll(column, `"`, `""`) + `"`
+	return fmt.Sprintf("(substring(%[1]s from 1 for 5) = decode('%[2]x%02[3]x%02[4]x', 'hex') AND octet_length(%[1]s) >= %[5]d)",
+		c, Magic, FormatVersion, uint8(Subject), SubjectOverhead)
 }

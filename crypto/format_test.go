@@ -12,17 +12,19 @@ func TestParseHeader(t *testing.T) {
 		want Header
 		err  error
 	}{
-		{"504743010100000001", Header{1, Randomized, 1}, nil},
-		{"5047430102fffffffe", Header{1, Deterministic, 0xfffffffe}, nil},
-		{"504743010200000001" + "ff", Header{1, Deterministic, 1}, nil},
-		{"5047430102000000", Header{}, ErrNotCiphertext},       // 8 bytes
+		{"504743010100000001", Header{Format: 1, Mode: Randomized, KeyVersion: 1}, nil},
+		{"5047430102fffffffe", Header{Format: 1, Mode: Deterministic, KeyVersion: 0xfffffffe}, nil},
+		{"504743010200000001" + "ff", Header{Format: 1, Mode: Deterministic, KeyVersion: 1}, nil},
+		{"5047430103" + "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", Header{Format: 1, Mode: Subject, KeyID: SubjectKeyID{0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf}}, nil},
+		{"504743010300000001", Header{}, ErrNotCiphertext}, // mode 3 is shorter than its 21-byte header
+		{"5047430102000000", Header{}, ErrNotCiphertext},   // 8 bytes
 		{"", Header{}, ErrNotCiphertext},                       // empty
 		{"50474401010000000100", Header{}, ErrNotCiphertext},   // "PGD"
 		{"706763010100000001", Header{}, ErrNotCiphertext},     // "pgc"
 		{"504743020100000001", Header{}, ErrUnsupportedFormat}, // format 2
 		{"504743000100000001", Header{}, ErrUnsupportedFormat}, // format 0
 		{"504743010000000001", Header{}, ErrUnsupportedFormat}, // mode 0
-		{"504743010300000001", Header{}, ErrUnsupportedFormat}, // mode 3
+		{"504743010400000001", Header{}, ErrUnsupportedFormat}, // mode 4
 	}
 	for _, tc := range tests {
 		h, err := ParseHeader(unhex(t, tc.in))
@@ -41,7 +43,9 @@ func TestIsCiphertext(t *testing.T) {
 		det:              true,
 		det[:len(det)-2]: false,
 		det + "ff":       true,
-		"504743010300000001" + strings.Repeat("00", 40): false,
+		"504743010400000001" + strings.Repeat("00", 40): false, // mode 4
+		"5047430103" + strings.Repeat("00", 44):         true,  // Subject: 49 bytes
+		"5047430103" + strings.Repeat("00", 43):         false,
 		"616c696365406578616d706c652e636f6d":            false, // alice@example.com
 	} {
 		if got := IsCiphertext(unhex(t, in)); got != want {
@@ -59,8 +63,16 @@ func TestCheckExpr(t *testing.T) {
 	}
 }
 
+func TestSubjectCheckExpr(t *testing.T) {
+	got := SubjectCheckExpr(`e"mail`)
+	want := `(substring("e""mail" from 1 for 5) = decode('5047430103', 'hex') AND octet_length("e""mail") >= 49)`
+	if got != want {
+		t.Fatalf("SubjectCheckExpr =\n%s\nwant\n%s", got, want)
+	}
+}
+
 func TestModes(t *testing.T) {
-	if RandomizedOverhead != 37 || DeterministicOverhead != 25 || Mode(0).Overhead() != 0 {
+	if RandomizedOverhead != 37 || DeterministicOverhead != 25 || SubjectOverhead != 49 || Mode(0).Overhead() != 0 || Mode(4).Overhead() != 0 {
 		t.Fatal("overheads changed: that is a format change")
 	}
 	for _, m := range modes {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pgcloak/pgcloak/crypto/internal/siv"
 )
@@ -145,6 +146,36 @@ func (nk *key) zero() {
 	nk.gcm = nil
 }
 
+// Drop wipes version and unloads it, unless it is the newest (the active
+// one, which stays): a version that a shred rotation destroyed must not
+// stay usable in memory. Values under it then fail with
+// *UnknownKeyVersionError. It reports whether it dropped a version.
+func (k *Keyring) Drop(version uint32) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	old := k.snap.Load()
+	if old.closed || len(old.keys) == 0 || old.keys[0].version == version {
+		return false
+	}
+	keys := make([]*key, 0, len(old.keys))
+	var gone *key
+	for _, nk := range old.keys {
+		if nk.version == version {
+			gone = nk
+			continue
+		}
+		keys = append(keys, nk)
+	}
+	if gone == nil {
+		return false
+	}
+	k.snap.Store(&snapshot{keys: keys})
+	// Encrypt and Decrypt may still hold the old snapshot for an instant;
+	// the key bytes are wiped once they are done with it.
+	time.AfterFunc(time.Second, gone.zero)
+	return true
+}
+
 // Active returns the version that Encrypt uses, and false if none is loaded.
 func (k *Keyring) Active() (version uint32, ok bool) {
 	s := k.snap.Load()
@@ -240,7 +271,7 @@ func (k *Keyring) Encrypt(dst, plaintext []byte, col ColumnID, mode Mode) ([]byt
 // Decrypt authenticates and decrypts value, a value that Encrypt made for
 // column col, appends the plaintext to dst and returns the extended slice. The
 // mode and key version come from the value's header. Errors: ErrNotCiphertext,
-// ErrUnsupportedFormat, *UnknownKeyVersionError, ErrAuthFailed (tampered,
+// ErrUnsupportedFormat, ErrSubjectValue, *UnknownKeyVersionError, ErrAuthFailed (tampered,
 // truncated, other column, other key). On error no plaintext is returned or
 // left in dst's spare capacity. It allocates nothing when dst has room for
 // the plaintext. value must not overlap dst's spare capacity.
@@ -251,6 +282,9 @@ func (k *Keyring) Decrypt(dst, value []byte, col ColumnID) ([]byte, error) {
 	}
 	if col.IsZero() {
 		return nil, ErrInvalidColumn
+	}
+	if h.Mode == Subject {
+		return nil, ErrSubjectValue
 	}
 	s := k.snap.Load()
 	nk := s.lookup(h.KeyVersion)

@@ -548,3 +548,21 @@ func TestSIVStateCache(t *testing.T) {
 		t.Fatal("keyring b decrypted a's value")
 	}
 }
+
+func TestDrop(t *testing.T) {
+	kr := newTestKeyring(t, 1, 2)
+	col := mustColumn(t, "public", "customers", "email")
+	old, err := kr.Encrypt(nil, []byte("x"), col, Randomized) // under 2
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kr.Drop(2) || kr.Drop(7) {
+		t.Fatal("dropped the active version, or one not loaded")
+	}
+	if !kr.Drop(1) || kr.Has(1) || !kr.Has(2) {
+		t.Fatalf("versions after Drop(1): %v", kr.Versions())
+	}
+	if _, err := kr.Decrypt(nil, old, col); err != nil {
+		t.Fatal(err)
+	}
+}

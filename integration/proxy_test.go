@@ -113,7 +113,7 @@ func directDSN(pg *harness.Postgres, user string, params ...string) string {
 }
 
 // connect opens a pgx connection that the test closes when it ends.
-func connect(t *testing.T, dsn string) *pgx.Conn {
+func connect(t testing.TB, dsn string) *pgx.Conn {
 	t.Helper()
 	c, err := tryConnect(t, dsn)
 	if err != nil {
@@ -123,7 +123,7 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 }
 
 // tryConnect is connect that returns the error.
-func tryConnect(t *testing.T, dsn string) (*pgx.Conn, error) {
+func tryConnect(t testing.TB, dsn string) (*pgx.Conn, error) {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
@@ -132,7 +132,7 @@ func tryConnect(t *testing.T, dsn string) (*pgx.Conn, error) {
 	return connectConfig(t, cfg)
 }
 
-func connectConfig(t *testing.T, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
+func connectConfig(t testing.TB, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()

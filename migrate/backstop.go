@@ -35,6 +35,12 @@ func (e *PlaintextError) Error() string {
 // dropped again (it would refuse updates of those rows through pgcloak) and
 // a *PlaintextError says how many rows.
 func AddBackstops(ctx context.Context, conn *pgx.Conn, rel *Relation, columns []string) error {
+	return AddBackstopsFor(ctx, conn, rel, columns, false)
+}
+
+// AddBackstopsFor is AddBackstops for columns that are subject-keyed (their
+// backstop accepts only Subject values) or not.
+func AddBackstopsFor(ctx context.Context, conn *pgx.Conn, rel *Relation, columns []string, subject bool) error {
 	for _, c := range columns {
 		name := catalog.BackstopName(c)
 		var exists, valid bool
@@ -47,7 +53,7 @@ func AddBackstops(ctx context.Context, conn *pgx.Conn, rel *Relation, columns []
 			continue
 		}
 		if !exists {
-			if err := ddl(ctx, conn, catalog.BackstopSQL(rel.Schema, rel.Name, c)); err != nil {
+			if err := ddl(ctx, conn, catalog.BackstopSQLFor(rel.Schema, rel.Name, c, subject)); err != nil {
 				return fmt.Errorf("add constraint %s: %w", name, err)
 			}
 		}
@@ -55,7 +61,7 @@ func AddBackstops(ctx context.Context, conn *pgx.Conn, rel *Relation, columns []
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23514" { // check_violation
 			perr := &PlaintextError{Table: rel.String(), Column: c}
-			_ = conn.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE NOT (%s)", rel.Ident(), crypto.CheckExpr(c))).Scan(&perr.Rows)
+			_ = conn.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE NOT (%s)", rel.Ident(), catalog.CheckExpr(c, subject))).Scan(&perr.Rows)
 			if derr := ddl(ctx, conn, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", rel.Ident(), quote(name))); derr != nil {
 				return fmt.Errorf("%w (and dropping the unvalidated constraint %s failed: %v)", perr, name, derr)
 			}

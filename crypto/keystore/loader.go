@@ -46,6 +46,11 @@ type Options struct {
 	// Logger receives refresh failures (warn) and new versions (info). Nil
 	// logs nothing. Key bytes are never logged.
 	Logger *zap.Logger
+	// Shredded names the keyrings whose versions are unloaded (and wiped)
+	// once they are no longer in pgcloak.keys: the subject keyrings, whose
+	// old versions a shred rotation destroys. Other keyrings keep every
+	// version they loaded until the process ends.
+	Shredded []string
 }
 
 // Loader holds the unwrapped data keys of the configured keyrings and keeps
@@ -55,12 +60,13 @@ type Options struct {
 // goroutines; the returned keyrings gain versions in place. Reload may be
 // called concurrently; one refresh runs at a time.
 type Loader struct {
-	store   *Store
-	kms     crypto.KMS
-	rings   map[string]*crypto.Keyring // fixed after Load
-	names   []string                   // sorted keys of rings
-	refresh time.Duration
-	log     *zap.Logger
+	store    *Store
+	kms      crypto.KMS
+	rings    map[string]*crypto.Keyring // fixed after Load
+	names    []string                   // sorted keys of rings
+	shredded map[string]bool            // Options.Shredded
+	refresh  time.Duration
+	log      *zap.Logger
 
 	sem        chan struct{} // held while refreshing
 	lastReload time.Time     // guarded by sem
@@ -102,6 +108,10 @@ func Load(ctx context.Context, o Options) (*Loader, error) {
 	}
 	if l.refresh <= 0 {
 		l.refresh = DefaultRefresh
+	}
+	l.shredded = map[string]bool{}
+	for _, n := range o.Shredded {
+		l.shredded[n] = true
 	}
 	if l.log == nil {
 		l.log = zap.NewNop()
@@ -223,6 +233,8 @@ func (l *Loader) refreshLocked(ctx context.Context) error {
 		}
 		if err := l.addNew(ctx, l.rings[recs[i].Keyring], recs[i:j]); err != nil {
 			errs = append(errs, err)
+		} else if l.shredded[recs[i].Keyring] {
+			l.dropGone(l.rings[recs[i].Keyring], recs[i:j])
 		}
 		i = j
 	}
@@ -264,6 +276,19 @@ func (l *Loader) addNew(ctx context.Context, kr *crypto.Keyring, recs []Record) 
 		l.log.Info("loaded data key", zap.String("keyring", kr.Name()), zap.Uint32("version", add[i].version))
 	}
 	return nil
+}
+
+// dropGone unloads the versions of kr that are no longer stored (recs).
+func (l *Loader) dropGone(kr *crypto.Keyring, recs []Record) {
+	stored := map[uint32]bool{}
+	for _, r := range recs {
+		stored[r.Version] = true
+	}
+	for _, v := range kr.Versions() {
+		if !stored[v] && kr.Drop(v) {
+			l.log.Info("unloaded a data key version destroyed by a shred rotation", zap.String("keyring", kr.Name()), zap.Uint32("version", v))
+		}
+	}
 }
 
 // poll refreshes every l.refresh, or at once on a notification. After a
@@ -311,19 +336,27 @@ func (l *Loader) poll(ctx context.Context) {
 	}
 }
 
-// listen waits for notifications on Channel on a connection of its own,
-// reconnecting with backoff, and kicks poll for each (and after each
-// reconnection, since notifications may have been missed).
+// listen waits for notifications on Channel and kicks poll for each (and
+// after each reconnection, since notifications may have been missed).
 func (l *Loader) listen(ctx context.Context, dsn string) {
 	defer l.wg.Done()
+	Listen(ctx, dsn, Channel, l.log, func(string) { l.kickPoll() })
+}
+
+// Listen LISTENs on channel on a connection of its own until ctx ends,
+// calling notified with the payload of each notification, and with "" once
+// connected (notifications may have been missed before). It reconnects with
+// backoff from 1s to 1m; a lost connection is logged at debug (the callers
+// poll as well, which is their guarantee).
+func Listen(ctx context.Context, dsn, channel string, log *zap.Logger, notified func(payload string)) {
 	backoff := time.Second
 	for ctx.Err() == nil {
-		err := l.listenOnce(ctx, dsn)
+		err := listenOnce(ctx, dsn, channel, notified)
 		if ctx.Err() != nil {
 			return
 		}
 		d := backoff/2 + rand.N(backoff/2+1)
-		l.log.Debug("LISTEN connection lost; polling continues", zap.Error(err), zap.Duration("retry_in", d))
+		log.Debug("LISTEN connection lost; polling continues", zap.String("channel", channel), zap.Error(err), zap.Duration("retry_in", d))
 		select {
 		case <-ctx.Done():
 			return
@@ -333,21 +366,22 @@ func (l *Loader) listen(ctx context.Context, dsn string) {
 	}
 }
 
-func (l *Loader) listenOnce(ctx context.Context, dsn string) error {
+func listenOnce(ctx context.Context, dsn, channel string, notified func(string)) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
 		return err
 	}
-	l.kickPoll()
+	notified("")
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return err
 		}
-		l.kickPoll()
+		notified(n.Payload)
 	}
 }
 

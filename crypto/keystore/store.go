@@ -21,9 +21,10 @@ const Channel = "pgcloak_keys"
 // LocalKEK is the kek column of keys wrapped by the local file KMS.
 const LocalKEK = "local"
 
-// lockID is the transaction-level advisory lock that serialises the writers
-// of pgcloak.keys (init, rotate, rewrap) across processes: "pgcloak" in ASCII.
-const lockID = 0x7067636c6f616b
+// LockID is the transaction-level advisory lock that serialises the writers
+// of pgcloak.keys (init, rotate, rewrap, shred) across processes: "pgcloak"
+// in ASCII.
+const LockID = 0x7067636c6f616b
 
 // schemaSQL creates the table; every statement is idempotent.
 const schemaSQL = `
@@ -282,7 +283,7 @@ func rewrapOne(ctx context.Context, kms crypto.KMS, rec Record, kek string) ([]b
 // tx runs fn in a transaction that holds the writers' advisory lock.
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockID)); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(LockID)); err != nil {
 			return err
 		}
 		return fn(tx)

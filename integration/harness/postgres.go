@@ -112,6 +112,32 @@ func StartPostgres(t TB, opts PostgresOptions) *Postgres {
 // newPostgres runs initdb and writes the configuration. It returns p as soon
 // as there is a directory to clean up.
 func newPostgres(opts PostgresOptions) (*Postgres, error) {
+	p, err := newServerRoot()
+	if err != nil {
+		return p, err
+	}
+	bin, acct := p.BinDir, p.acct
+	initdb := acct.command(filepath.Join(bin, "initdb"), "-D", p.DataDir, "-U", SuperUser,
+		"-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions")
+	initdb.Env = serverEnv()
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return p, fmt.Errorf("initdb: %v\n%s", err, out)
+	}
+	if opts.TLS != nil {
+		if err := p.installTLS(*opts.TLS); err != nil {
+			return p, err
+		}
+	}
+	if err := p.writeConfig(opts); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// newServerRoot makes the directory of a new cluster, which the server
+// account owns (its data directory is still to be made), and returns p as
+// soon as there is a directory to clean up.
+func newServerRoot() (*Postgres, error) {
 	bin, err := PostgresBinDir()
 	if err != nil {
 		return nil, err
@@ -143,24 +169,7 @@ func newPostgres(opts PostgresOptions) (*Postgres, error) {
 	if err := acct.chown(root); err != nil {
 		return p, err
 	}
-	if err := acct.canTraverse(filepath.Dir(root)); err != nil {
-		return p, err
-	}
-	initdb := acct.command(filepath.Join(bin, "initdb"), "-D", p.DataDir, "-U", SuperUser,
-		"-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions")
-	initdb.Env = serverEnv()
-	if out, err := initdb.CombinedOutput(); err != nil {
-		return p, fmt.Errorf("initdb: %v\n%s", err, out)
-	}
-	if opts.TLS != nil {
-		if err := p.installTLS(*opts.TLS); err != nil {
-			return p, err
-		}
-	}
-	if err := p.writeConfig(opts); err != nil {
-		return p, err
-	}
-	return p, nil
+	return p, acct.canTraverse(filepath.Dir(root))
 }
 
 // serverEnv is the environment of initdb and postgres: ours, with messages

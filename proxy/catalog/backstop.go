@@ -42,10 +42,24 @@ func BackstopName(column string) string {
 	return fmt.Sprintf("%s%s_%08x%s", prefix, column[:keep], h.Sum32(), suffix)
 }
 
+// CheckExpr is the check of column's backstop: crypto.CheckExpr, or for a
+// subject-keyed column crypto.SubjectCheckExpr (only Subject values, so
+// that every value of the column is erased with its subject's key).
+func CheckExpr(column string, subject bool) string {
+	if subject {
+		return crypto.SubjectCheckExpr(column)
+	}
+	return crypto.CheckExpr(column)
+}
+
 // BackstopConstraint is the table constraint clause of column's backstop, as
 // it is written in CREATE TABLE or ALTER TABLE … ADD.
-func BackstopConstraint(column string) string {
-	return fmt.Sprintf("CONSTRAINT %s CHECK (%s)", pgx.Identifier{BackstopName(column)}.Sanitize(), crypto.CheckExpr(column))
+func BackstopConstraint(column string) string { return BackstopConstraintFor(column, false) }
+
+// BackstopConstraintFor is BackstopConstraint for a column that is
+// subject-keyed or not.
+func BackstopConstraintFor(column string, subject bool) string {
+	return fmt.Sprintf("CONSTRAINT %s CHECK (%s)", pgx.Identifier{BackstopName(column)}.Sanitize(), CheckExpr(column, subject))
 }
 
 // BackstopSQL is the statement that adds the backstop of column to
@@ -53,7 +67,17 @@ func BackstopConstraint(column string) string {
 // EXCLUSIVE lock it takes lasts an instant; VALIDATE CONSTRAINT checks the
 // old rows later under a lock that lets reads and writes go on.
 func BackstopSQL(schema, table, column string) string {
-	return fmt.Sprintf("ALTER TABLE %s ADD %s NOT VALID", pgx.Identifier{schema, table}.Sanitize(), BackstopConstraint(column))
+	return BackstopSQLFor(schema, table, column, false)
+}
+
+// BackstopSQLFor is BackstopSQL for a column that is subject-keyed or not.
+func BackstopSQLFor(schema, table, column string, subject bool) string {
+	return fmt.Sprintf("ALTER TABLE %s ADD %s NOT VALID", pgx.Identifier{schema, table}.Sanitize(), BackstopConstraintFor(column, subject))
+}
+
+// BackstopSQL is the statement that adds r's backstop (see BackstopSQL).
+func (r *Rule) BackstopSQL() string {
+	return BackstopSQLFor(r.Schema, r.Table, r.Name, r.Subject != "")
 }
 
 // ValidateSQL is the statement that checks the rows already in the table
@@ -67,13 +91,18 @@ func ValidateSQL(schema, table, column string) string {
 // in the catalog. It creates the constraint on a temporary table in a
 // transaction that it rolls back.
 func BackstopDef(ctx context.Context, conn *pgx.Conn, column string) (string, error) {
+	return BackstopDefFor(ctx, conn, column, false)
+}
+
+// BackstopDefFor is BackstopDef for a column that is subject-keyed or not.
+func BackstopDefFor(ctx context.Context, conn *pgx.Conn, column string, subject bool) (string, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return "", err
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // rolled back on purpose
 	if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE pgcloak_backstop_def (%s bytea, CONSTRAINT backstop CHECK (%s)) ON COMMIT DROP",
-		pgx.Identifier{column}.Sanitize(), crypto.CheckExpr(column))); err != nil {
+		pgx.Identifier{column}.Sanitize(), CheckExpr(column, subject))); err != nil {
 		return "", err
 	}
 	var def string

@@ -223,12 +223,12 @@ func (l *Loader) loadTables(ctx context.Context, conn *pgx.Conn, s *Snapshot, fp
 			continue // holds plaintext until migrate encrypt adds the backstop
 		}
 		c, ok := cons[fmt.Sprint(t.oid)+"\x00"+BackstopName(r.Name)]
-		fix := fmt.Sprintf("pgcloak protect --config FILE --apply (or run: %s; %s)", BackstopSQL(r.Schema, r.Table, r.Name), ValidateSQL(r.Schema, r.Table, r.Name))
+		fix := fmt.Sprintf("pgcloak protect --config FILE --apply (or run: %s; %s)", r.BackstopSQL(), ValidateSQL(r.Schema, r.Table, r.Name))
 		if !ok {
 			problem(KindBackstopMissing, fmt.Sprintf("no CHECK constraint %s: a write around pgcloak could store plaintext", BackstopName(r.Name)), fix)
 			continue
 		}
-		want, err := l.expectedDef(ctx, conn, r.Name)
+		want, err := l.expectedDef(ctx, conn, r.Name, r.Subject != "")
 		if err != nil {
 			return fmt.Errorf("computing the backstop of %s: %w", r, err)
 		}
@@ -242,20 +242,24 @@ func (l *Loader) loadTables(ctx context.Context, conn *pgx.Conn, s *Snapshot, fp
 }
 
 // expectedDef is the backstop of column as this server prints it, computed
-// once per column name.
-func (l *Loader) expectedDef(ctx context.Context, conn *pgx.Conn, column string) (string, error) {
+// once per column name (and kind: subject-keyed or not).
+func (l *Loader) expectedDef(ctx context.Context, conn *pgx.Conn, column string, subject bool) (string, error) {
+	key := column
+	if subject {
+		key = "\x00subject\x00" + column
+	}
 	l.mu.Lock()
-	def, ok := l.defs[column]
+	def, ok := l.defs[key]
 	l.mu.Unlock()
 	if ok {
 		return def, nil
 	}
-	def, err := BackstopDef(ctx, conn, column)
+	def, err := BackstopDefFor(ctx, conn, column, subject)
 	if err != nil {
 		return "", err
 	}
 	l.mu.Lock()
-	l.defs[column] = def
+	l.defs[key] = def
 	l.mu.Unlock()
 	return def, nil
 }

@@ -36,6 +36,10 @@ type Rule struct {
 	// Migrating is state: migrating: reads also accept plaintext, and the
 	// column has no backstop yet.
 	Migrating bool
+	// Subject, when set, is the column of the table that holds a row's
+	// subject (config subjects:): the column's values are encrypted under
+	// their subject's key, and its backstop accepts only such values.
+	Subject string
 	// Plan is the column as the SQL analyzer knows it.
 	Plan *sqlplan.Column
 	// ConfigTable is the rule's table as written in tables: (the key
@@ -89,6 +93,9 @@ func Rules(cfg *config.Config) ([]*Rule, error) {
 				continue
 			}
 			r.ConfigTable = tname
+			if s, ok := cfg.Subjects[tname]; ok {
+				r.Subject, r.Plan.Subject = s.Column, s.Column
+			}
 			out = append(out, r)
 		}
 	}

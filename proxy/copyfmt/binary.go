@@ -148,6 +148,11 @@ func (r *Rewriter) binaryRow(dst, t []byte) ([]byte, error) {
 		r.rows++
 		return append(dst, t...), nil
 	}
+	if r.rowFn != nil {
+		if err := r.binaryRowField(t); err != nil {
+			return dst, err
+		}
+	}
 	start := len(dst)
 	p, last := 2, 0
 	for col := 0; col < r.ncols; col++ {
@@ -160,6 +165,11 @@ func (r *Rewriter) binaryRow(dst, t []byte) ([]byte, error) {
 		if r.prot[col] {
 			dst = append(dst, t[last:p]...)
 			out, err := r.call(col, t[p+4:end])
+			if err == ErrNull {
+				dst = binary.BigEndian.AppendUint32(dst, 0xffffffff) // a NULL field
+				last, p = end, end
+				continue
+			}
 			if err != nil {
 				return dst[:start], err
 			}

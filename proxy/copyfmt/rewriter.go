@@ -1,6 +1,7 @@
 package copyfmt
 
 import (
+	"errors"
 	"strconv"
 	"unsafe"
 )
@@ -38,6 +39,10 @@ const (
 // read before the next call.
 type FieldFunc func(dst []byte, col int, value []byte) ([]byte, error)
 
+// ErrNull, returned by a FieldFunc of COPY TO, writes the field as NULL
+// (pgcloak: a value whose subject was forgotten).
+var ErrNull = errors.New("copyfmt: the field is NULL")
+
 // DefaultMaxRow is the default bound on one buffered row (Config.MaxRow).
 const DefaultMaxRow = 64 << 20
 
@@ -62,6 +67,10 @@ type Config struct {
 	// stream was cut. It bounds the memory a Rewriter holds (about MaxRow
 	// plus 16 KiB). 0 means DefaultMaxRow.
 	MaxRow int
+	// Row, when set (COPY FROM only), receives field RowField of every data
+	// row before its protected fields are transformed.
+	Row      RowFunc
+	RowField int
 	// Encoding of the data: "UTF8" (or "") or "SQL_ASCII". For UTF8, COPY
 	// FROM data is checked as PostgreSQL checks it (invalid byte sequences,
 	// NUL), so that protected fields — which the server never sees as text
@@ -137,6 +146,8 @@ type Rewriter struct {
 	forceNull, forceNotNull, forceQuote []bool
 	fn                                  FieldFunc
 	maxRow                              int
+	rowFn                               RowFunc
+	rowField                            int
 
 	delim, quote, escape byte
 	lescape              byte // the line reader's escape: 0 when equal to quote
@@ -174,6 +185,7 @@ type Rewriter struct {
 	val    []byte // de-escaped / de-quoted value
 	raw    []byte // decoded bytea (Out), hex text (In, CSV)
 	tmp    []byte // FieldFunc output
+	rowVal []byte // RowFunc's de-escaped value
 }
 
 const (
@@ -226,7 +238,7 @@ func (r *Rewriter) Reset(c Config) error {
 	}
 
 	*r = Rewriter{
-		pend: r.pend[:0], fields: r.fields[:0], val: r.val[:0], raw: r.raw[:0], tmp: r.tmp[:0],
+		pend: r.pend[:0], fields: r.fields[:0], val: r.val[:0], raw: r.raw[:0], tmp: r.tmp[:0], rowVal: r.rowVal[:0],
 		prot: r.prot[:0], null: r.null[:0],
 		utf8: r.utf8,
 	}
@@ -239,6 +251,9 @@ func (r *Rewriter) Reset(c Config) error {
 	r.columns = c.Columns
 	r.ncols = ncols
 	r.fn = c.Transform
+	if c.Row != nil && c.Direction == In && c.RowField >= 0 && c.RowField < ncols {
+		r.rowFn, r.rowField = c.Row, c.RowField
+	}
 	r.maxRow = c.MaxRow
 	if r.maxRow <= 0 {
 		r.maxRow = DefaultMaxRow
@@ -472,6 +487,9 @@ func (r *Rewriter) step(dst, b []byte, eof bool) ([]byte, int, status, error) {
 // call runs the FieldFunc on field col.
 func (r *Rewriter) call(col int, v []byte) ([]byte, error) {
 	out, err := r.fn(r.tmp[:0], col, v)
+	if err == ErrNull {
+		return nil, err
+	}
 	if err != nil {
 		e := r.errColumn("", "", col, v, r.in && !r.binary)
 		e.Err = err

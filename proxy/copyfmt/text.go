@@ -516,6 +516,14 @@ func (r *Rewriter) row(dst, line, term []byte) ([]byte, error) {
 	if nf > r.ncols {
 		return dst, r.errLineText(CodeBadCopyFileFormat, "extra data after last expected column", line)
 	}
+	if r.rowFn != nil {
+		if r.rowField >= nf {
+			return dst, r.errMissing(nf, line) // before a protected field could go without its row's field
+		}
+		if err := r.textRowField(line); err != nil {
+			return dst, err
+		}
+	}
 	start := len(dst)
 	last := 0
 	if r.anyProt {
@@ -585,6 +593,9 @@ func (r *Rewriter) textField(dst []byte, col int, line []byte, f span) ([]byte, 
 			return dst, ce
 		}
 		out, err := r.call(col, r.raw)
+		if err == ErrNull {
+			return append(dst, r.null...), nil // the NULL string, unquoted in CSV too
+		}
 		if err != nil {
 			return dst, err
 		}

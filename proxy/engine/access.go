@@ -30,6 +30,7 @@ import (
 	"github.com/pgcloak/pgcloak/audit"
 	"github.com/pgcloak/pgcloak/crypto"
 	"github.com/pgcloak/pgcloak/proxy/access"
+	"github.com/pgcloak/pgcloak/proxy/copyfmt"
 	"github.com/pgcloak/pgcloak/proxy/pgerr"
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
 	"github.com/pgcloak/pgcloak/proxy/values"
@@ -376,6 +377,9 @@ func (ss *session) copyOutput(dst []byte, st *copyState, i int, v []byte) ([]byt
 	}
 	sc := &ss.cloak.scratch
 	plain, err := ss.decryptValue(sc, fieldPlan{col: f.col, format: 1, srvFormat: 1}, v)
+	if err == errForgotten {
+		return dst, copyfmt.ErrNull // its subject was forgotten: NULL
+	}
 	if err != nil {
 		return dst, err
 	}

@@ -30,6 +30,9 @@ type copyState struct {
 	// fields are what the session may see of the columns of a COPY TO
 	// (access.go), by index in cols.
 	fields []fieldPlan
+	// subj is the subject of the row being copied in, for subject-keyed
+	// columns (see copySubject).
+	subj subjectValue
 }
 
 // newCopy prepares the rewriter for a planned COPY.
@@ -77,6 +80,11 @@ func (ss *session) newCopy(cp *sqlplan.Copy) (*copyState, error) {
 	}
 	st.cfg = copyfmt.Config{Options: o, Direction: dir, Table: cp.Table, Columns: cp.Columns, Protected: protected, Transform: fn, Encoding: enc,
 		Converted: values.Converts(enc)}
+	if cp.From {
+		if err := st.copySubject(); err != nil {
+			return nil, err
+		}
+	}
 	if st.rw, err = copyfmt.NewRewriter(st.cfg); err != nil {
 		return nil, err
 	}
@@ -105,7 +113,7 @@ func valueFormat(o copyfmt.Options) int16 {
 // logical type becomes its ciphertext.
 func (ss *session) copyEncrypt(st *copyState) copyfmt.FieldFunc {
 	return func(dst []byte, i int, v []byte) ([]byte, error) {
-		out, err := ss.appendEncryptedWith(dst, st.cols[i], valueFormat(st.cfg.Options), v, &st.fmt)
+		out, err := ss.appendEncryptedWith(dst, st.cols[i], valueFormat(st.cfg.Options), v, &st.fmt, st.subj)
 		if err != nil {
 			return dst, err
 		}

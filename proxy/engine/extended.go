@@ -186,6 +186,7 @@ func (ss *session) parse(m []byte) error {
 func (st *statement) plan(a *sqlplan.Analysis, p *Protection) error {
 	st.params, st.protected = nil, false
 	st.params = planParamsOfAnalysis(a, p)
+	st.subjects = subjectsOfAnalysis(a)
 	for _, col := range st.params {
 		st.protected = st.protected || col != nil
 	}
@@ -205,7 +206,7 @@ func (st *statement) plan(a *sqlplan.Analysis, p *Protection) error {
 // planInner records what an SQL PREPARE's statement does with protected
 // columns.
 func (st *statement) planInner(inner *sqlplan.Statement, p *Protection) {
-	st.params = planParamsOf(inner, p)
+	st.params, st.subjects = planParamsOf(inner, p), inner.ParamSubjects
 	st.protected = false
 	for _, col := range st.params {
 		st.protected = st.protected || col != nil
@@ -367,7 +368,7 @@ func (ss *session) encryptBind(m []byte, st *statement, resultFormats []int16) (
 		if i < len(st.declared) {
 			declared = st.declared[i]
 		}
-		ct, err := ss.encryptAs(st.params[i], declared, formats[i], v)
+		ct, err := ss.encryptAs(st.params[i], declared, formats[i], v, paramSubject(st, i, msg.Parameters, formats))
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgcloak/pgcloak/config"
 	"github.com/pgcloak/pgcloak/crypto"
+	"github.com/pgcloak/pgcloak/crypto/subject"
 	"github.com/pgcloak/pgcloak/proxy/catalog"
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
 	"github.com/pgcloak/pgcloak/proxy/values"
@@ -42,6 +43,9 @@ type column struct {
 	group   string // search_group of deterministic columns
 	// migrating columns also hold plaintext (no pgcloak header) on read.
 	migrating bool
+	// subject is the table's subjects, for a subject-keyed column
+	// (rule.Subject set); nil when no subject keys are loaded.
+	subject *subject.Table
 }
 
 func (c *column) String() string { return c.rule.String() }
@@ -54,20 +58,30 @@ type Rules struct {
 	byPlan map[*sqlplan.Column]*column
 	keys   crypto.Keyrings
 	shadow bool
+	// subjects are the subject keys of the tables with subjects, or nil.
+	subjects *subject.Keys
 }
 
 // NewRules resolves cfg's rules and binds each to its keyring.
 func NewRules(cfg *config.Config, keys crypto.Keyrings) (*Rules, error) {
+	return NewRulesWithSubjects(cfg, keys, nil)
+}
+
+// NewRulesWithSubjects is NewRules for a configuration with subjects:, whose
+// subject keys subj keeps (nil: values of subject-keyed columns are
+// refused).
+func NewRulesWithSubjects(cfg *config.Config, keys crypto.Keyrings, subj *subject.Keys) (*Rules, error) {
 	rules, err := catalog.Rules(cfg)
 	if err != nil {
 		return nil, err
 	}
 	rs := &Rules{
-		loader: catalog.NewLoader(rules),
-		cols:   make(map[*catalog.Rule]*column, len(rules)),
-		byPlan: make(map[*sqlplan.Column]*column, len(rules)),
-		keys:   keys,
-		shadow: cfg.Shadow,
+		loader:   catalog.NewLoader(rules),
+		cols:     make(map[*catalog.Rule]*column, len(rules)),
+		byPlan:   make(map[*sqlplan.Column]*column, len(rules)),
+		keys:     keys,
+		shadow:   cfg.Shadow,
+		subjects: subj,
 	}
 	rs.loader.AllowMissingBackstop = cfg.AllowMissingBackstop
 	for _, r := range rules {
@@ -76,6 +90,9 @@ func NewRules(cfg *config.Config, keys crypto.Keyrings) (*Rules, error) {
 			return nil, fmt.Errorf("%s: %w", r.ConfigKey(), err)
 		}
 		col := &column{rule: r, plan: r.Plan, id: r.ID, typ: r.Type, mode: r.Mode, keyring: kr, group: r.Group, migrating: r.Migrating}
+		if r.Subject != "" && subj != nil {
+			col.subject = subj.Table(r.Schema, r.Table)
+		}
 		rs.cols[r] = col
 		rs.byPlan[r.Plan] = col
 	}

@@ -353,7 +353,7 @@ func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis) ([]byte, error) {
 				out = growSQL(out, sql)
 				out = append(out, sql[last:e.Start]...)
 				out = append(out, e.Verbatim...)
-				out = append(out, catalog.BackstopConstraint(e.Column.Name)...)
+				out = append(out, catalog.BackstopConstraintFor(e.Column.Name, e.Column.Subject != "")...)
 				last = e.End
 				continue
 			}
@@ -388,7 +388,7 @@ func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis) ([]byte, error) {
 					return nil, err
 				}
 			}
-			ct, err := ss.encrypt(col, 0, value)
+			ct, err := ss.encrypt(col, 0, value, literalSubject(e.Subject))
 			if err != nil {
 				return nil, err
 			}
@@ -431,11 +431,12 @@ func (ss *session) checkJoins(st *sqlplan.Statement) error {
 // refused rather than sent with its arguments in plaintext.
 func (ss *session) executeEdits(ex *sqlplan.Execute, inText map[string]*sqlplan.Statement) ([]sqlplan.Edit, error) {
 	var params []*column
+	var subjects map[int]sqlplan.SubjectRef
 	prep, inTextFound := inText[ex.Name]
 	_, allGone := inText["\x00all"]
 	switch {
 	case inTextFound && prep != nil:
-		params = planParamsOf(prep, ss.cloak.p)
+		params, subjects = planParamsOf(prep, ss.cloak.p), prep.ParamSubjects
 	case inTextFound || allGone:
 		return nil, unknownStatement(ex.Name)
 	default:
@@ -449,7 +450,7 @@ func (ss *session) executeEdits(ex *sqlplan.Execute, inText map[string]*sqlplan.
 		if err := ss.checkQualified(st); err != nil {
 			return nil, err
 		}
-		params = st.params
+		params, subjects = st.params, st.subjects
 	}
 	var edits []sqlplan.Edit
 	for i, col := range params {
@@ -465,7 +466,11 @@ func (ss *session) executeEdits(ex *sqlplan.Execute, inText map[string]*sqlplan.
 			return nil, &sqlplan.Refusal{Code: pgerrcode.FeatureNotSupported, Column: col.String(),
 				Reason: fmt.Sprintf("EXECUTE %s argument %d is computed by the server; pass a literal", ex.Name, n)}
 		}
-		edits = append(edits, sqlplan.Edit{Start: arg.Start, End: arg.End, Column: col.plan, Value: arg.Value, Null: arg.Null})
+		subj, err := executeSubject(subjects, n, ex.Args)
+		if err != nil {
+			return nil, err
+		}
+		edits = append(edits, sqlplan.Edit{Start: arg.Start, End: arg.End, Column: col.plan, Value: arg.Value, Null: arg.Null, Subject: subj})
 	}
 	slices.SortFunc(edits, func(a, b sqlplan.Edit) int { return a.Start - b.Start })
 	return edits, nil
@@ -487,27 +492,23 @@ func growSQL(out []byte, sql string) []byte {
 }
 
 // encrypt turns a client value (format 0 text, 1 binary) for col into its
-// ciphertext.
-func (ss *session) encrypt(col *column, format int16, v []byte) ([]byte, error) {
-	return ss.appendEncrypted(nil, col, format, v)
+// ciphertext; subj is its row's subject (for a subject-keyed column).
+func (ss *session) encrypt(col *column, format int16, v []byte, subj subjectValue) ([]byte, error) {
+	return ss.appendEncryptedWith(nil, col, format, v, &ss.cloak.fmtClient, subj)
 }
 
-// appendEncrypted is encrypt appending the value to dst.
-func (ss *session) appendEncrypted(dst []byte, col *column, format int16, v []byte) ([]byte, error) {
-	return ss.appendEncryptedWith(dst, col, format, v, &ss.cloak.fmtClient)
-}
-
-// appendEncryptedWith is appendEncrypted with the value formats f.
-func (ss *session) appendEncryptedWith(dst []byte, col *column, format int16, v []byte, f *values.Session) ([]byte, error) {
+// appendEncryptedWith is encrypt appending the value to dst, with the value
+// formats f.
+func (ss *session) appendEncryptedWith(dst []byte, col *column, format int16, v []byte, f *values.Session, subj subjectValue) ([]byte, error) {
 	c := ss.cloak
 	plain, err := col.typ.Canonical(c.clientPlain[:0], format, v, f)
 	if err != nil {
 		return nil, columnValueError(col, err)
 	}
 	c.clientPlain = plain
-	out, err := col.keyring.Encrypt(dst, plain, col.id, col.mode)
+	out, err := ss.seal(dst, plain, col, subj)
 	if err != nil {
-		return nil, keyError(col, err)
+		return nil, err
 	}
 	ss.countEncrypted(col)
 	return out, nil
@@ -517,14 +518,14 @@ func (ss *session) appendEncryptedWith(dst []byte, col *column, format int16, v 
 // declared (0: none): the value is read in that type first, then converted
 // to the column's logical type through its text form, as PostgreSQL's
 // assignment does.
-func (ss *session) encryptAs(col *column, declared uint32, format int16, v []byte) ([]byte, error) {
+func (ss *session) encryptAs(col *column, declared uint32, format int16, v []byte, subj subjectValue) ([]byte, error) {
 	if declared == 0 || declared == col.typ.OID() {
-		return ss.encrypt(col, format, v)
+		return ss.encrypt(col, format, v, subj)
 	}
 	dt, ok := values.ByOID(declared)
 	if !ok {
 		if format == 0 {
-			return ss.encrypt(col, 0, v) // unknown declared type sent as text: read it as the column's
+			return ss.encrypt(col, 0, v, subj) // unknown declared type sent as text: read it as the column's
 		}
 		return nil, &pgerr.Error{Code: pgerrcode.DatatypeMismatch, Message: fmt.Sprintf("%s: parameter declared with type OID %d, which pgcloak cannot convert to %s; declare it as %s or leave it untyped", col, declared, col.typ, col.typ)}
 	}
@@ -533,5 +534,5 @@ func (ss *session) encryptAs(col *column, declared uint32, format int16, v []byt
 	if err != nil {
 		return nil, columnValueError(col, err)
 	}
-	return ss.encrypt(col, 0, text)
+	return ss.encrypt(col, 0, text, subj)
 }

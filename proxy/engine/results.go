@@ -468,6 +468,10 @@ func (ss *session) appendDecryptedRow(dst []byte, sc *rowScratch, plan *rowPlan,
 			continue
 		}
 		plain, err := ss.decryptValue(sc, f, v)
+		if err == errForgotten {
+			out = append(out, 0xff, 0xff, 0xff, 0xff) // its subject was forgotten: NULL
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -497,22 +501,9 @@ func (ss *session) decryptValue(sc *rowScratch, f fieldPlan, v []byte) ([]byte, 
 		}
 		return nil, columnDataError(f.col, errors.New("value is not pgcloak ciphertext (written around pgcloak?)"))
 	}
-	plain, err := f.col.keyring.Decrypt(sc.plain[:0], raw, f.col.id)
+	plain, err := ss.openValue(f.col, sc.plain[:0], raw)
 	if err != nil {
-		var uk *crypto.UnknownKeyVersionError
-		if errors.As(err, &uk) {
-			// Another instance may have rotated: look for new versions once.
-			// When that fails the reason (Vault unreachable, say) is what
-			// the client and the DBA need to read.
-			rerr := ss.prot.protection.Load().reload()
-			plain, err = f.col.keyring.Decrypt(sc.plain[:0], raw, f.col.id)
-			if err != nil && rerr != nil {
-				err = fmt.Errorf("%w; loading new key versions failed: %v", err, rerr)
-			}
-		}
-		if err != nil {
-			return nil, keyError(f.col, err)
-		}
+		return nil, err
 	}
 	sc.plain = plain
 	sc.version = keyVersionOf(raw) // for the audit log

@@ -83,7 +83,10 @@ type statement struct {
 	// declared holds the type OIDs the client gave in Parse (0: none), so
 	// ParameterDescription can echo them as PostgreSQL does, and Bind
 	// values are read in the type they were sent in.
-	declared  []uint32
+	declared []uint32
+	// subjects says, for a parameter ($n) stored into a subject-keyed
+	// column, where its row's subject comes from.
+	subjects  map[int]sqlplan.SubjectRef
 	protected bool // some param is protected
 	// rows describes the result columns once a Describe answered; its
 	// formats are all text (a statement has no result formats yet).

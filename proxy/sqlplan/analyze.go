@@ -99,7 +99,8 @@ type analyzer struct {
 	// Per statement (the inner one for PREPARE).
 	st      *Statement
 	params  map[int]*param
-	touched []string // protected tables the statement reads or writes, "schema.table"
+	touched []string           // protected tables the statement reads or writes, "schema.table"
+	subj    map[int]SubjectRef // the row's subject of $n stored into subject-keyed columns
 }
 
 // param records how one $n is used.
@@ -280,7 +281,7 @@ func (a *analyzer) finish() error {
 		edits = append(edits, e)
 	}
 	st.Edits = edits
-	return nil
+	return a.finishSubjects()
 }
 
 // usePlain records $n where its value is used as is (not encrypted).

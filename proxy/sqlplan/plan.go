@@ -31,6 +31,10 @@ type Column struct {
 	// Backstop is the name of the CHECK constraint that makes PostgreSQL
 	// refuse anything but ciphertext in the column.
 	Backstop string
+	// Subject, when set, is the column of the same table that holds the
+	// row's subject: the value is encrypted under that subject's key, so
+	// every value written needs its row's subject (see SubjectRef).
+	Subject string
 }
 
 // String returns "schema.table.column".
@@ -99,6 +103,9 @@ type Statement struct {
 	// parameter carries; the session encrypts those Bind values. Nil when no
 	// parameter is protected.
 	Params map[int]*Column
+	// ParamSubjects gives, for each $n of Params that goes to a
+	// subject-keyed column, where the row's subject comes from.
+	ParamSubjects map[int]SubjectRef
 	// Joins lists pairs of distinct deterministic columns that the statement
 	// compares with each other (JOIN … ON a.x = b.y, USING, WHERE, IN). They
 	// compare correctly only if both columns share a key: the session must
@@ -207,6 +214,9 @@ type Edit struct {
 	// column's backstop constraint clause, so the table never exists
 	// without it.
 	Backstop bool
+	// Subject is where the row's subject comes from, for a value of a
+	// subject-keyed column (always a literal: Param is 0).
+	Subject *SubjectRef
 	// Verbatim, with Column nil, replaces the range as it is: the schema
 	// that qualifies a relation name several schemas hold ("app."; Value is
 	// the relation's name), so the server acts on the relation pgcloak

@@ -69,6 +69,9 @@ func (a *analyzer) insert(ins *pg.InsertStmt, parent *scope, rule outRule) (*out
 			}
 		}
 	}
+	if err := a.insertSubjects(ins, target); err != nil {
+		return nil, err
+	}
 	return a.targets(ins.ReturningList, &scope{parent: sc, rels: []*rel{target}}, rule, nil)
 }
 
@@ -92,6 +95,9 @@ func (a *analyzer) update(u *pg.UpdateStmt, parent *scope, rule outRule) (*outpu
 		return nil, err
 	}
 	if err := a.cond(u.WhereClause, level); err != nil {
+		return nil, err
+	}
+	if err := a.updateSubjects(u, target); err != nil {
 		return nil, err
 	}
 	return a.targets(u.ReturningList, level, rule, nil)
