@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -18,7 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgcloak/pgcloak/config"
-	"github.com/pgcloak/pgcloak/crypto"
 	"github.com/pgcloak/pgcloak/proxy"
 	"github.com/pgcloak/pgcloak/proxy/engine"
 )
@@ -42,14 +39,20 @@ func serveCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer log.Sync()
-			return serve(cfg, log)
+			g.level.SetLevel(logLevel(cfg, g.flagLevel))
+			return serve(cfg, log, &reloader{path: g.configPath, log: log, level: g.level, flagLevel: g.flagLevel})
 		},
 	}
 }
 
-func serve(cfg *config.Config, log *zap.Logger) error {
+// serve runs pgcloak with cfg until SIGTERM or SIGINT; r (its path, logger
+// and level set) re-reads the configuration on SIGHUP and RELOAD.
+func serve(cfg *config.Config, log *zap.Logger, r *reloader) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.cfg, r.metrics = cfg, newOpsMetrics(reg)
+	stopHUP := r.onSIGHUP()
+	defer stopHUP()
 	opts := proxy.Options{Logger: log, Registry: reg}
 	protect := len(cfg.Tables) > 0
 	var prot *engine.Protector
@@ -62,11 +65,18 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 			return err
 		}
 		opts.Hooks = prot
+		r.prot = newProtection(cfg, log, prot, r.metrics)
+		registerProtectionMetrics(r.metrics, r.prot)
 	}
+	console := r.console(prot)
+	console.Metrics = reg
+	opts.Console = console
 	srv, err := proxy.NewServer(cfg, opts)
 	if err != nil {
 		return err
 	}
+	console.Server, r.srv = srv, srv
+
 	ln, err := srv.Listen()
 	if err != nil {
 		return err
@@ -88,7 +98,7 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 	closeKeys := func() {}
 	if protect {
 		done := make(chan func(), 1)
-		go func() { done <- ServeProtection(ctx, cfg, log, prot, fatal) }()
+		go func() { done <- r.prot.serve(ctx, fatal) }()
 		defer func() {
 			if c := <-done; c != nil {
 				closeKeys = c
@@ -118,85 +128,6 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 	default:
 	}
 	return err
-}
-
-// ServeProtection is what serve does to protect columns: it loads the keys
-// (retrying while Vault cannot be reached), resolves the rules and keeps
-// srv's protection in step with the catalog until ctx ends. It returns the
-// function that zeroes the keys, or nil when ctx ended first or a rule
-// cannot be resolved (then the error is sent on fatal). Tests start pgcloak
-// through it too.
-//
-// It loads the keys, retrying with backoff while Vault cannot be reached
-// (the protector says why it is not ready meanwhile), then reads the catalog
-// and keeps it in step (engine.Protector.WatchCatalog). Rules that do not
-// match the database (a missing backstop, a column that is not bytea …) keep
-// sessions to the protected database out, with the reason and the fix in
-// /readyz and the log, until they are fixed.
-func ServeProtection(ctx context.Context, cfg *config.Config, log *zap.Logger, srv *engine.Protector, fatal chan<- error) func() {
-	if cfg.AllowMissingBackstop {
-		log.Warn("allow_missing_backstop is set: protected columns without their CHECK backstop are served, " +
-			"so a write that goes around pgcloak could store plaintext in them; use it only during a roll-out")
-	}
-	delay := time.Second
-	var keys crypto.Keyrings
-	var closeKeys func()
-	for {
-		l, c, err := OpenKeyrings(ctx, cfg, log)
-		if err == nil {
-			keys, closeKeys = l, c
-			break
-		}
-		srv.SetNotReady("keys: " + err.Error())
-		log.Error("not ready; retrying", zap.Error(err), zap.Duration("in", delay))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 30*time.Second)
-	}
-	rules, err := engine.NewRules(cfg, keys)
-	if err != nil {
-		closeKeys()
-		fatal <- err
-		return nil
-	}
-	src := engine.CatalogSource{
-		Rules: rules,
-		Every: cfg.CatalogRefresh,
-		Connect: func(ctx context.Context) (*pgx.Conn, error) {
-			conn, err := pgx.Connect(ctx, cfg.AdminDSN)
-			if err != nil {
-				return nil, fmt.Errorf("admin_dsn: %w", err)
-			}
-			return conn, nil
-		},
-	}
-	go func() {
-		delay := time.Second
-		for {
-			err := srv.WatchCatalog(ctx, src, func() {
-				if ok, why := srv.Ready(); ok {
-					log.Info("ready: keys and protected columns loaded", zap.Int("tables", len(cfg.Tables)))
-				} else {
-					log.Error("not ready: "+why, zap.String("fix", "pgcloak check --config FILE lists each problem with its fix"))
-				}
-			})
-			if err == nil || ctx.Err() != nil {
-				return
-			}
-			srv.SetNotReady(err.Error())
-			log.Error("not ready; retrying", zap.Error(err), zap.Duration("in", delay))
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(delay):
-			}
-			delay = min(2*delay, 30*time.Second)
-		}
-	}()
-	return closeKeys
 }
 
 // opsHandler serves /metrics, /healthz (the process is alive) and /readyz

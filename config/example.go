@@ -17,6 +17,10 @@ listen: 127.0.0.1:6432
 # User, database and password come from each client, so they are not set here.
 # sslmode=prefer falls back to plaintext; in production use verify-full with
 # sslrootcert=/etc/pgcloak/pg-ca.crt so that pgcloak checks whom it talks to.
+# Several hosts (host=pg1,pg2 port=5432,5432) are tried in order, or at random with
+# load_balance_hosts=random; target_session_attrs (any, read-write, read-only, primary,
+# standby, prefer-standby) picks the host by role, as in libpq (needs admin_dsn, whose role
+# pgcloak uses to ask each host). A reload applies a new upstream to new sessions.
 upstream: "host=127.0.0.1 port=5432 sslmode=prefer"
 
 # Prometheus /metrics, /healthz and /readyz (optional; off when absent).
@@ -96,4 +100,13 @@ allow_missing_backstop: false
 # Roll-outs only: log the statements pgcloak would refuse instead of refusing them.
 # It lets plaintext through to the protected columns. Default false.
 shadow: false
+
+# Log level of serve: debug, info, warn or error (default: the --log-level flag's, info).
+log_level: info
+
+# Roles that may connect to the admin console: psql "host=… port=6432 dbname=pgcloak user=…"
+# (SHOW CLIENTS, RELOAD, PAUSE, RESUME, KILL …). PostgreSQL checks their password: pgcloak
+# relays the login to admin_auth_database upstream. Empty (the default): the console is off.
+admin_users: []
+admin_auth_database: postgres
 `

@@ -26,6 +26,7 @@ var checks = []func(*loader, *Config){
 	checkLimits,
 	checkTables,
 	checkKeys,
+	checkOps,
 }
 
 func checkListen(l *loader, c *Config) {

@@ -36,6 +36,9 @@ type SessionInfo struct {
 	ClientAddr string
 	// TLS reports whether the client leg is TLS.
 	TLS bool
+
+	// console: the session is the admin console's login (console.go).
+	console bool
 }
 
 // Hook intercepts the messages of one session.

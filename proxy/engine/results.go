@@ -258,7 +258,7 @@ func (ss *session) rowDescription(m []byte) ([]byte, error) {
 	}
 	c.mu.Unlock()
 	plan := &rowPlan{fields: make([]fieldPlan, len(rd.Fields))}
-	p := ss.prot.protection.Load()
+	p := ss.rs.prot.Load()
 	refreshed := false
 	for i := range rd.Fields {
 		f := &rd.Fields[i]
@@ -271,7 +271,7 @@ func (ss *session) rowDescription(m []byte) ([]byte, error) {
 			ss.prot.RefreshCatalog(ctx)
 			cancel()
 			refreshed = true
-			p = ss.prot.protection.Load()
+			p = ss.rs.prot.Load()
 			col = p.lookup(f.TableOID, f.TableAttributeNumber)
 			if col == nil {
 				p.markUnprotected(f.TableOID)
@@ -459,7 +459,7 @@ func (ss *session) decryptValue(f fieldPlan, v []byte) ([]byte, error) {
 			// Another instance may have rotated: look for new versions once.
 			// When that fails the reason (Vault unreachable, say) is what
 			// the client and the DBA need to read.
-			rerr := ss.prot.protection.Load().reload()
+			rerr := ss.rs.prot.Load().reload()
 			plain, err = f.col.keyring.Decrypt(c.serverPlain[:0], raw, f.col.id)
 			if err != nil && rerr != nil {
 				err = fmt.Errorf("%w; loading new key versions failed: %v", err, rerr)
