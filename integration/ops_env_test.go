@@ -38,12 +38,32 @@ type opsEnv struct {
 // write.
 func newOpsEnv(t *testing.T, schema string) *opsEnv {
 	t.Helper()
-	e := &opsEnv{lcEnv: newLCEnv(t, schema, nil), t: t}
+	e := newRelayEnv(t, sharedPG(t))
+	e.lcEnv = newLCEnv(t, schema, nil)
+	e.config = filepath.Join(e.dir, "pgcloak.yaml")
+	return e
+}
+
+// newRelayEnv is an opsEnv for serve as a plain relay (no tables, no keys)
+// in front of pg; writeRelay writes its config.
+func newRelayEnv(t *testing.T, pg *harness.Postgres) *opsEnv {
+	t.Helper()
+	e := &opsEnv{lcEnv: &lcEnv{t: t, pg: pg, dir: t.TempDir()}, t: t}
 	e.listen = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	e.metrics = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	e.config = filepath.Join(e.dir, "pgcloak.yaml")
 	e.bin = lcBuildPgcloak(t)
 	return e
+}
+
+// writeRelay writes a relay's config: upstream, the superuser as the
+// console's admin, and extra top-level YAML.
+func (e *opsEnv) writeRelay(upstream, extra string) {
+	e.t.Helper()
+	yaml := fmt.Sprintf("listen: %s\nmetrics_listen: %s\nupstream: %q\nadmin_users: [postgres]\n%s\n", e.listen, e.metrics, upstream, extra)
+	if err := os.WriteFile(e.config, []byte(yaml), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // write writes serve's config file: rules in state, and extra top-level

@@ -145,6 +145,9 @@ func TestReloadUnderLoad(t *testing.T) {
 
 	close(stop)
 	wg.Wait()
+	// The old rules are let go with their last session.
+	old.Close(ctx)
+	waitFor(t, 30*time.Second, "the old rule set to be released", func() bool { return e.metric("pgcloak_rule_sets") == "1" })
 	for i, out := range results {
 		t.Logf("pgbench %d:\n%s", i, out)
 		if !strings.Contains(out, "number of failed transactions: 0 ") || failedTx.MatchString(out) || strings.Contains(out, "aborted") {

@@ -125,3 +125,15 @@ func (s *Server) Kill(id uint64) bool {
 	ss.close()
 	return true
 }
+
+// KillDatabase ends every session of database db, as Kill does, and
+// returns how many there were.
+func (s *Server) KillDatabase(db string) int {
+	n := 0
+	for _, ss := range s.clients.list() {
+		if ss.info.Database == db && s.Kill(ss.id) {
+			n++
+		}
+	}
+	return n
+}

@@ -160,45 +160,54 @@ func (c *connector) role(ctx context.Context, h *upstreamHost) (standby, readOnl
 }
 
 // ask runs roleQuery on h over pgcloak's own connection to it (kept open
-// between questions), connecting first when there is none. h.mu is held.
+// between questions), connecting first when there is none. A kept
+// connection that fails is replaced once: the server may have restarted.
+// h.mu is held.
 func (c *connector) ask(ctx context.Context, h *upstreamHost) (standby, readOnly bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.dialTimeout)
 	defer cancel()
-	if h.conn != nil && h.conn.IsClosed() {
-		h.conn = nil
-	}
-	if h.conn == nil {
-		cfg := c.probe.Copy()
-		first := h.targets[0]
-		cfg.Host, cfg.Port, cfg.TLSConfig = first.host, first.port, first.tls
-		cfg.Fallbacks = nil
-		for _, t := range h.targets[1:] {
-			cfg.Fallbacks = append(cfg.Fallbacks, &pgconn.FallbackConfig{Host: t.host, Port: t.port, TLSConfig: t.tls})
+	for attempt := 0; ; attempt++ {
+		kept := h.conn != nil && !h.conn.IsClosed()
+		if !kept {
+			if h.conn, err = c.probeConnect(ctx, h); err != nil {
+				c.metrics.upstreamErrors.WithLabelValues(h.addr).Inc()
+				return false, false, err
+			}
 		}
-		cfg.ValidateConnect = nil
-		cfg.ConnectTimeout = c.dialTimeout
-		conn, err := pgconn.ConnectConfig(ctx, cfg)
+		res, err := h.conn.Exec(ctx, roleQuery).ReadAll()
+		if err != nil || c.closed.Load() {
+			// Broken, or a reload replaced this connector meanwhile:
+			// keep nothing open.
+			h.conn.Close(context.Background())
+			h.conn = nil
+		}
+		if err != nil && kept && attempt == 0 && ctx.Err() == nil {
+			continue
+		}
 		if err != nil {
-			c.metrics.upstreamErrors.WithLabelValues(h.addr).Inc()
 			return false, false, err
 		}
-		h.conn = conn
+		if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 2 {
+			return false, false, errors.New("unexpected answer to " + roleQuery)
+		}
+		row := res[0].Rows[0]
+		return string(row[0]) == "t", string(row[1]) == "on", nil
 	}
-	res, err := h.conn.Exec(ctx, roleQuery).ReadAll()
-	if err != nil || c.closed.Load() {
-		// Broken, or a reload replaced this connector meanwhile: keep
-		// nothing open.
-		h.conn.Close(context.Background())
-		h.conn = nil
+}
+
+// probeConnect opens pgcloak's own connection to h: admin_dsn's user,
+// password and database, h's address and TLS settings.
+func (c *connector) probeConnect(ctx context.Context, h *upstreamHost) (*pgconn.PgConn, error) {
+	cfg := c.probe.Copy()
+	first := h.targets[0]
+	cfg.Host, cfg.Port, cfg.TLSConfig = first.host, first.port, first.tls
+	cfg.Fallbacks = nil
+	for _, t := range h.targets[1:] {
+		cfg.Fallbacks = append(cfg.Fallbacks, &pgconn.FallbackConfig{Host: t.host, Port: t.port, TLSConfig: t.tls})
 	}
-	if err != nil {
-		return false, false, err
-	}
-	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 2 {
-		return false, false, errors.New("unexpected answer to " + roleQuery)
-	}
-	row := res[0].Rows[0]
-	return string(row[0]) == "t", string(row[1]) == "on", nil
+	cfg.ValidateConnect = nil
+	cfg.ConnectTimeout = c.dialTimeout
+	return pgconn.ConnectConfig(ctx, cfg)
 }
 
 // hostInfo reports what is known of every host.

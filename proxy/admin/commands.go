@@ -18,7 +18,7 @@ import (
 )
 
 // commandList is what an unknown command is told.
-const commandList = "SHOW CLIENTS | SERVERS | HOSTS | DATABASES | STATS | RULES | KEYS | CONFIG | VERSION, RELOAD, PAUSE [db], RESUME [db], KILL client_id"
+const commandList = "SHOW CLIENTS | SERVERS | HOSTS | DATABASES | STATS | RULES | KEYS | CONFIG | VERSION, RELOAD, PAUSE [db], RESUME [db], KILL client_id | db"
 
 // query runs the statements of a simple Query; an error ends it, as
 // PostgreSQL skips the rest of a multi-statement Query.
@@ -56,8 +56,10 @@ func (s *consoleSession) run(words []string) bool {
 	case verb == "KILL" && len(args) == 1:
 		id, err := strconv.ParseUint(args[0], 10, 64)
 		if err != nil {
-			s.error(pgerrcode.InvalidParameterValue, fmt.Sprintf("KILL takes a client id (SHOW CLIENTS), got %q", args[0]))
-			return false
+			n := s.c.Server.KillDatabase(args[0])
+			s.log.Info("console: KILL", zap.String("database", args[0]), zap.Int("sessions", n))
+			s.done("KILL " + strconv.Itoa(n))
+			return true
 		}
 		if !s.c.Server.Kill(id) {
 			s.error(pgerrcode.UndefinedObject, fmt.Sprintf("no client session %d (SHOW CLIENTS lists them)", id))

@@ -17,6 +17,7 @@
 //	PAUSE [db]       hold new statements of db (all databases) at a transaction boundary
 //	RESUME [db]      let them go on
 //	KILL id          end client session id
+//	KILL db          end every client session of database db
 //
 // Answers are RowDescription, DataRow (all text) and CommandComplete, so
 // psql prints tables. Several commands may be sent in one Query, separated
