@@ -189,6 +189,13 @@ func sameKeys(a, b *config.Config) bool {
 		reflect.DeepEqual(a.KMS, b.KMS) && reflect.DeepEqual(a.Keys, b.Keys)
 }
 
+// sameRules reports whether a and b protect the same way: same keys, rules
+// and the settings the engine reads.
+func sameRules(a, b *config.Config) bool {
+	return sameKeys(a, b) && reflect.DeepEqual(a.Tables, b.Tables) && a.CatalogRefresh == b.CatalogRefresh &&
+		a.Shadow == b.Shadow && a.AllowMissingBackstop == b.AllowMissingBackstop
+}
+
 // reload applies cfg's protection (rules, keys, catalog_refresh, shadow,
 // allow_missing_backstop) to new sessions, or fails and changes nothing.
 // Before the first load it only makes cfg the one the next attempt uses.
@@ -203,6 +210,12 @@ func (p *protection) reload(ctx context.Context, cfg *config.Config) error {
 		p.mu.Unlock()
 		p.log.Info("protection is not loaded yet: the next attempt uses the reloaded configuration")
 		return nil
+	}
+	if sameRules(old, cfg) {
+		p.mu.Lock()
+		p.cfg = cfg
+		p.mu.Unlock()
+		return nil // nothing the engine uses changed: sessions keep one rule set
 	}
 	fresh := !sameKeys(old, cfg)
 	if fresh {

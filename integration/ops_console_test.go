@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -109,14 +110,20 @@ func TestConsole(t *testing.T) {
 		t.Errorf("KILL of a session gone: %v, want 42704", err)
 	}
 
-	// RELOAD with md5_user added: it may log in now.
-	e.write("encrypted", opsRules, "admin_users: [scram_user, md5_user]")
+	// RELOAD with md5_user added, and the log level debug: md5_user may
+	// log in now, and sessions log at debug.
+	if strings.Contains(e.logs.String(), "session ready") {
+		t.Fatal("debug lines logged at level info")
+	}
+	e.write("encrypted", opsRules, "admin_users: [scram_user, md5_user]\nlog_level: debug")
 	if _, err := con.Exec(ctx, "RELOAD", pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Fatal(err)
 	}
 	if out := e.mustPsql(harness.MD5User, "SHOW VERSION"); !strings.Contains(out, "pgcloak") {
 		t.Errorf("md5_user after RELOAD:\n%s", out)
 	}
+	connect(t, e.dsn(harness.SCRAMUser, e.db)).Close(ctx)
+	waitFor(t, 10*time.Second, "a debug line", func() bool { return strings.Contains(e.logs.String(), "session ready") })
 	// A file with a mistake: RELOAD says what is wrong, the config stays.
 	e.write("encrypted", opsRules, "admin_users: [scram_user]\nlimits: {max_client_connections: 0}")
 	_, err = con.Exec(ctx, "RELOAD", pgx.QueryExecModeSimpleProtocol)

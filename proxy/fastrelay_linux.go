@@ -236,7 +236,7 @@ func (ss *session) runFast() (busy, ok bool, err error) {
 		c    bool
 	}{{ss.fromClient, ss.toServer, &clientScan, true}, {ss.fromServer, ss.toClient, &serverScan, false}} {
 		if rest := leg.r.Rest(); len(rest) > 0 {
-			if _, err := leg.scan.scan(rest, ss.srv.maxBody(), leg.c); err != nil {
+			if _, err := leg.scan.scan(rest, ss.maxBody, leg.c); err != nil {
 				return false, true, err
 			}
 			leg.w.Write(rest)
@@ -260,7 +260,7 @@ func (ss *session) runFast() (busy, ok bool, err error) {
 		syscall.Close(serverFD)
 		return false, true, lerr
 	}
-	p := &pipe{loop: l, ss: ss, maxBody: ss.srv.maxBody(), status: byte(ss.txStatus.Load()), done: make(chan error, 1)}
+	p := &pipe{loop: l, ss: ss, maxBody: ss.maxBody, status: byte(ss.txStatus.Load()), done: make(chan error, 1)}
 	p.stats = [2]dirStats{ss.c2s, ss.s2c}
 	p.client = half{p: p, fd: clientFD, peer: &p.server, fromClient: true, buf: make([]byte, fastBufSize)}
 	p.server = half{p: p, fd: serverFD, peer: &p.client, buf: make([]byte, fastBufSize)}

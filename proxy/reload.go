@@ -43,9 +43,6 @@ func (s *Server) settings() *live { return s.live.Load() }
 // limits are the limits in force for new connections.
 func (s *Server) limits() config.Limits { return s.live.Load().cfg.Limits }
 
-// maxBody is the largest message body accepted now.
-func (s *Server) maxBody() int { return int(s.live.Load().cfg.Limits.MaxMessageBytes) - 4 }
-
 // Config returns the configuration in force for new connections.
 func (s *Server) Config() *config.Config { return s.live.Load().cfg }
 

@@ -54,6 +54,9 @@ type session struct {
 
 	// hook sees the messages it wants; nil: plain relay.
 	hook Hook
+	// maxBody is limits.max_message_bytes (less the length field) as it
+	// was when the session started: a reload changes it for new sessions.
+	maxBody int
 
 	// cancelKey is BackendKeyData's process ID and secret key as sent by
 	// PostgreSQL; CancelRequests carrying it are forwarded to this session.
@@ -108,7 +111,8 @@ func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, s
 	defer s.untrack(server)
 	_ = server.SetDeadline(s.loginDeadline(start))
 
-	ss := &session{srv: s, log: log, client: client, server: server, target: target, info: info, hook: hook, started: start, ended: make(chan struct{})}
+	ss := &session{srv: s, log: log, client: client, server: server, target: target, info: info, hook: hook, started: start, ended: make(chan struct{}),
+		maxBody: int(conf.cfg.Limits.MaxMessageBytes) - 4}
 	ss.toClient = bufio.NewWriterSize(client, writeBufSize)
 	ss.toServer = bufio.NewWriterSize(server, writeBufSize)
 	ss.fromClient = wire.NewReader(client, ss.toServer, readBufSize)
@@ -175,7 +179,7 @@ func (x exchange) Receive() (wire.ServerMsg, []byte, error) {
 		return 0, nil, err
 	}
 	r := x.ss.fromServer
-	typ, n, err := r.Header(x.ss.srv.maxBody())
+	typ, n, err := r.Header(x.ss.maxBody)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -217,7 +221,7 @@ const (
 // binding cannot succeed through a proxy that terminates TLS.
 func (ss *session) authenticate() (ready bool, err error) {
 	for {
-		typ, n, err := ss.fromServer.Header(ss.srv.maxBody())
+		typ, n, err := ss.fromServer.Header(ss.maxBody)
 		if err != nil {
 			return false, err
 		}
@@ -266,7 +270,7 @@ func (ss *session) authenticate() (ready bool, err error) {
 		if err := ss.toClient.Flush(); err != nil {
 			return false, err
 		}
-		ctyp, cn, err := ss.fromClient.Header(ss.srv.maxBody())
+		ctyp, cn, err := ss.fromClient.Header(ss.maxBody)
 		if err != nil {
 			return false, err
 		}
@@ -383,7 +387,7 @@ func (ss *session) clientLoop() error {
 	r, w, hook := ss.fromClient, ss.toServer, ss.hook
 	var scratch []byte
 	for {
-		typ, n, err := r.Header(ss.srv.maxBody())
+		typ, n, err := r.Header(ss.maxBody)
 		if err != nil {
 			ss.reportClientError(err)
 			if hook != nil {
@@ -437,7 +441,7 @@ func (ss *session) serverLoop() error {
 	r, w, hook := ss.fromServer, ss.toClient, ss.hook
 	var scratch []byte
 	for {
-		typ, n, err := r.Header(ss.srv.maxBody())
+		typ, n, err := r.Header(ss.maxBody)
 		if err != nil {
 			return err
 		}

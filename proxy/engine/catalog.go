@@ -117,10 +117,11 @@ func (s *Protector) WatchCatalog(ctx context.Context, src CatalogSource, loaded 
 		case <-ctx.Done():
 			return nil
 		case req := <-w.reloads:
-			req.done <- s.reload(req, load)
-			if req.every > 0 {
+			err := s.reload(req, load)
+			if err == nil && req.every > 0 {
 				tick.Reset(req.every)
 			}
+			req.done <- err
 			continue
 		case <-tick.C:
 		case <-w.kick:
