@@ -94,8 +94,18 @@ func (p *protection) serve(ctx context.Context, fatal chan<- error) func() {
 		}
 		k, err := p.openKeys(ctx, cfg)
 		if err == nil {
-			keys = k
-			break
+			p.mu.Lock()
+			current := p.cfg == cfg
+			if current {
+				p.keys = k
+			}
+			p.mu.Unlock()
+			if current {
+				keys = k
+				break
+			}
+			p.release(k) // a reload came meanwhile: load its keys instead
+			continue
 		}
 		p.prot.SetNotReady("keys: " + err.Error())
 		p.log.Error("not ready; retrying", zap.Error(err), zap.Duration("in", delay))
@@ -112,9 +122,6 @@ func (p *protection) serve(ctx context.Context, fatal chan<- error) func() {
 		fatal <- err
 		return nil
 	}
-	p.mu.Lock()
-	p.cfg, p.keys = cfg, keys
-	p.mu.Unlock()
 	keys.refs.Add(1) // the first rule set's
 	src := engine.CatalogSource{Rules: rules, Every: cfg.CatalogRefresh, Connect: adminConnect(cfg), Release: func() { p.release(keys) }}
 	go func() {
@@ -198,18 +205,24 @@ func sameRules(a, b *config.Config) bool {
 
 // reload applies cfg's protection (rules, keys, catalog_refresh, shadow,
 // allow_missing_backstop) to new sessions, or fails and changes nothing.
-// Before the first load it only makes cfg the one the next attempt uses.
+// While the keys are not loaded yet it only makes cfg the one the next
+// attempt uses.
 func (p *protection) reload(ctx context.Context, cfg *config.Config) error {
 	p.mu.Lock()
 	old, cur, watching := p.cfg, p.keys, p.watching
 	p.mu.Unlock()
 	keys := cur
-	if !watching {
+	if !watching && keys == nil {
+		// Still waiting for the keys (Vault unreachable): the next attempt
+		// builds everything from this configuration.
 		p.mu.Lock()
 		p.cfg = cfg
 		p.mu.Unlock()
-		p.log.Info("protection is not loaded yet: the next attempt uses the reloaded configuration")
+		p.log.Info("the keys are not loaded yet: the next attempt uses the reloaded configuration")
 		return nil
+	}
+	if !watching {
+		return errors.New("the catalog has not been read yet (see /readyz); reload once pgcloak is ready, or restart it")
 	}
 	if sameRules(old, cfg) {
 		p.mu.Lock()

@@ -80,10 +80,14 @@ func TestFailover(t *testing.T) {
 	if err := standby.Promote(); err != nil {
 		t.Fatal(err)
 	}
+	promoted := time.Now()
+	tries := 0
 	waitFor(t, 30*time.Second, "new sessions to reach the promoted standby", func() bool {
+		tries++
 		p, rec, err := server()
 		return err == nil && p == standby.Port && !rec
 	})
+	t.Logf("after the promotion, the first session on the new primary came %v later (attempt %d)", time.Since(promoted).Round(time.Millisecond), tries)
 	primaryHost := "127.0.0.1:" + strconv.Itoa(primary.Port)
 	if n, _ := strconv.Atoi(e.metric(`pgcloak_upstream_connect_errors_total{host="` + primaryHost + `"}`)); n == 0 {
 		t.Errorf("pgcloak_upstream_connect_errors_total for the stopped primary is %d", n)
