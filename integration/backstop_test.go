@@ -215,6 +215,19 @@ func TestCatalogFollowsChanges(t *testing.T) {
 		}
 	})
 
+	t.Run("view created through pgcloak", func(t *testing.T) {
+		// Refused, saying to create it directly (as above): pgcloak could
+		// not follow writes through it before its next catalog read.
+		for _, q := range []string{
+			`CREATE VIEW cv2 AS SELECT * FROM customers`,
+			`CREATE VIEW cv3 AS SELECT id FROM customers WHERE email = 'grace@example.org'`, // would store the literal
+			`CREATE MATERIALIZED VIEW cmv AS SELECT id, email FROM customers`,               // a copy without backstops
+		} {
+			_, err := c.Exec(ctx, q)
+			requirePgError(t, err, "0A000", "public.customers")
+		}
+	})
+
 	t.Run("unattributable results", func(t *testing.T) {
 		if _, err := d.Exec(ctx, `CREATE FUNCTION get_customers() RETURNS SETOF customers LANGUAGE sql AS 'SELECT * FROM customers';
 			CREATE FUNCTION get_email(int) RETURNS bytea LANGUAGE sql AS 'SELECT email FROM customers WHERE id = $1'`); err != nil {

@@ -29,33 +29,13 @@ var ormRefusedExtra = map[string]map[string]ormRefusal{
 	"sequelize": {
 		"get_or_create_new": {"0A000", "pgcloak: cannot run server-side code on customers"},
 	},
-	// Django's startswith lookup casts the column (full_name::text LIKE
-	// 'A%'), so the cast is refused before the LIKE is seen.
-	"django": {
-		"like_randomized": {"0A000", "pgcloak: cannot cast public.customers.full_name"},
-	},
 }
 
 // ormKnownDiffs are the differences between a direct run and a run through
 // pgcloak that pgcloak does not resolve yet: ORM ("*" for every ORM) → step
 // → cause. Each was reported with the exact SQL the ORM sent; the test fails
 // when one no longer differs, so this table only shrinks.
-var ormKnownDiffs = map[string]map[string]string{
-	"*": {
-		// PostgreSQL's DETAIL of a unique violation quotes the stored
-		// value, "Key (email)=(\\x504743…) already exists.": pgcloak passes
-		// the ciphertext on as bytea hex where the twin shows the e-mail.
-		"unique_violation": "the error's DETAIL shows the ciphertext of the key",
-	},
-	"django": {
-		// QuerySet.bulk_update sends UPDATE "customers" SET "phone" =
-		// CAST(CASE WHEN ("customers"."id" = 2) THEN '+1 555 0002' … ELSE
-		// NULL END AS varchar(32)) WHERE "customers"."id" IN (2, 5, 8);
-		// pgcloak refuses a CASE stored into a protected column (0A000 "the
-		// value is computed by the server (a cast of a CASE expression)").
-		"bulk_update_objects": "bulk_update's CASE expression is refused",
-	},
-}
+var ormKnownDiffs = map[string]map[string]string{}
 
 // ormKnownDiffsFor merges the differences of every ORM with orm's own.
 func ormKnownDiffsFor(orm string) map[string]string {

@@ -260,3 +260,31 @@ CREATE TABLE contacts_plain (id int PRIMARY KEY, email text, note text);`, table
 		t.Fatalf("no unique violation:\n%s", through)
 	}
 }
+
+// TestErrorDetailDecrypted checks that the values PostgreSQL quotes in an
+// error's DETAIL (the key of a unique violation, the failing row of a check
+// violation) reach the application as it wrote them, as they would
+// directly, and not as the stored ciphertext; values PostgreSQL cut short
+// (it shows 64 bytes of each in a failing row) are named as such.
+func TestErrorDetailDecrypted(t *testing.T) {
+	e := newEncEnv(t, encEnvOptions{schema: searchSchema + `ALTER TABLE people ADD CHECK (country <> 'ZZ');`, tables: searchTables})
+	ctx := context.Background()
+	c := e.connect()
+	if _, err := c.Exec(ctx, `INSERT INTO people VALUES (1, 'ada@example.org', '+81-1', 'X')`); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
+		_, err := c.Exec(ctx, `INSERT INTO people VALUES ($1, $2, $3, $4)`, mode, 2, "ada@example.org", "+81-2", "X")
+		if d := requirePgError(t, err, "23505", "people_email_key").Detail; d != "Key (email)=(ada@example.org) already exists." {
+			t.Errorf("%v: unique violation DETAIL %q", mode, d)
+		}
+		_, err = c.Exec(ctx, `INSERT INTO people VALUES ($1, $2, $3, $4)`, mode, 3, "zed@example.org", "+81-3", "ZZ")
+		if d := requirePgError(t, err, "23514", "people_country_check").Detail; d != "Failing row contains (3, (pgcloak ciphertext, cut short), +81-3, ZZ)." {
+			t.Errorf("%v: check violation DETAIL %q", mode, d)
+		}
+	}
+	// The session goes on.
+	if got := queryString(t, c, `SELECT email FROM people WHERE id = 1`); got != "ada@example.org" {
+		t.Fatalf("after the errors: %q", got)
+	}
+}

@@ -48,7 +48,9 @@ type driverSuite struct {
 
 // guardSQL makes a protected table, so that every statement of a suite goes
 // through pgcloak's analyzer and encryption layer, not only its relay.
-const guardSQL = `CREATE TABLE pgcloak_guard (id int PRIMARY KEY, secret bytea);`
+// guardSQL is the protected table, with its backstop, that puts every
+// statement of a suite through pgcloak's analyzer.
+var guardSQL = `CREATE TABLE pgcloak_guard (id int PRIMARY KEY, secret bytea, ` + backstop("secret") + `);`
 
 // refusedSCS is pgcloak's refusal of SET standard_conforming_strings = off
 // in a protected database: the SQL parser it uses reads literals with it

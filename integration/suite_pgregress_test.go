@@ -86,7 +86,7 @@ func TestPostgresRegress(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		envs[i] = newLCEnvDB(t, pgs[i], vault, db, `CREATE TABLE pgcloak_guard (id int PRIMARY KEY, secret bytea);`,
+		envs[i] = newLCEnvDB(t, pgs[i], vault, db, guardSQL,
 			[]lcRule{{"public.pgcloak_guard", "secret", "{type: text, key: pii}"}})
 	}
 	relay := envs[1].startProxy(envs[1].config("encrypted"))

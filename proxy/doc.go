@@ -17,7 +17,13 @@
 //	  │                              │
 //	  │ ════ relay: clientLoop (client→server), serverLoop (server→client) ════
 //
-// Framing (frame.go): one reader goroutine per direction reads whole
+// The relay knows nothing about encryption: a Hooks (hook.go; the engine
+// in proxy/engine) gives each session a Hook that sees the message types it
+// asks for; everything else is streamed through. Sessions without a hook
+// and without TLS move to an epoll loop after authentication
+// (fastrelay_linux.go).
+//
+// Framing (proxy/wire): one reader goroutine per direction reads whole
 // messages from a 32 KiB buffer and forwards the raw frames; a message larger
 // than the buffer is streamed in chunks, so memory per connection is flat
 // whatever the result or COPY size. Output is flushed before any read that

@@ -216,9 +216,10 @@ func (w *catalogWatch) wakeLocked() {
 	w.waiters = nil
 }
 
-// Protecting reports whether protected columns have been loaded (the
-// protector may still be not ready: see Ready).
-func (s *Protector) Protecting() bool { return s.protection() != nil }
+// Protecting reports whether protected columns have been loaded and the
+// load is complete (the protector may still be not ready because of what it
+// found: see Ready).
+func (s *Protector) Protecting() bool { return s.protection() != nil && s.loading.Load() == nil }
 
 // Keys returns the keyrings protected columns are encrypted with (nil
 // before they are loaded).

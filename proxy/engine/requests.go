@@ -239,7 +239,7 @@ func (ss *session) preparedStatement(e sqlplan.Effect, outer *sqlplan.Statement)
 func qualifiers(st *sqlplan.Statement) []string {
 	var q []string
 	for _, e := range st.Edits {
-		if e.Column == nil && !e.Backstop {
+		if e.Column == nil && !e.Backstop && e.Value != "" {
 			q = append(q, e.Verbatim+e.Value)
 		}
 	}

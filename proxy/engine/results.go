@@ -189,7 +189,7 @@ func (ss *session) serverMessage(typ byte, m []byte) ([]byte, error) {
 		c.failedLocked()
 		head := c.q.peek()
 		if head == nil {
-			return m, nil
+			return ss.readableError(m), nil
 		}
 		out := m
 		c.copyOut = nil
@@ -197,6 +197,8 @@ func (ss *session) serverMessage(typ byte, m []byte) ([]byte, error) {
 			out = errorMessage(head.refusal)
 		} else if head.copy != nil && head.copy.err != nil {
 			out = errorMessage(head.copy.err)
+		} else {
+			out = ss.readableError(m)
 		}
 		if head.kind == pSimple {
 			head.next = len(head.effects) + 1 // the rest of the Query is skipped

@@ -208,7 +208,7 @@ func (a *analyzer) dispatch(st *Statement, n *pg.Node, raw *pg.RawStmt) error {
 		return a.copy(st, v.CopyStmt)
 	case *pg.Node_ViewStmt:
 		st.Kind = "CREATE VIEW"
-		return a.view(v.ViewStmt.Query)
+		return a.view(v.ViewStmt.Query, false)
 	case *pg.Node_CreateTableAsStmt:
 		st.Kind = "CREATE TABLE AS"
 		return a.createTableAs(st, v.CreateTableAsStmt, raw)

@@ -8,12 +8,15 @@
 // writes and comparisons, from the parse tree of the real PostgreSQL grammar
 // (pg_query_go, PostgreSQL 17's parser).
 //
-//	session ── Analyze(sql, catalog, search_path) ──▶ Analysis | *Refusal
+//	session ── Analyze(sql, catalog, *Settings) ──▶ Analysis | *Refusal
 //	   │  for each Statement, in order:
-//	   │    Edits:  sql[Start:End] ──▶ '\x<ciphertext>'::bytea  (rest byte-identical)
-//	   │    Params: $n ──▶ encrypt the Bind value for the column
-//	   │    Joins:  check both columns share a search_group
-//	   │    SearchPath / Prepare / Execute / Deallocate: update session state
+//	   │    Edits:   sql[Start:End] ──▶ '\x<ciphertext>'::bytea  (rest byte-identical);
+//	   │             or a schema qualifying an ambiguous name; or a backstop added to DDL
+//	   │    Params:  $n ──▶ encrypt the Bind value for the column
+//	   │    Joins:   check both columns share a search_group
+//	   │    Effects: SET/RESET/set_config, transaction control, PREPARE, EXECUTE,
+//	   │             DEALLOCATE, DISCARD: what the statement changes in the session,
+//	   │             applied by the session when the server confirms it (settings.go)
 //
 // # Cost
 //
@@ -55,12 +58,20 @@
 //     CTEs that the outer query selects plainly: PostgreSQL reports the
 //     base column for those, so the row codec decrypts them.
 //   - PREPARE (the inner statement's Params are kept for EXECUTE), EXECUTE
-//     (arguments located), DEALLOCATE, DISCARD ALL; SET [LOCAL] search_path,
-//     SET SCHEMA, RESET, set_config('search_path', …): reported, and
+//     (arguments located), DEALLOCATE, DISCARD; SET [LOCAL], RESET, SET … TO
+//     DEFAULT, SET SCHEMA, set_config(…) of the settings pgcloak tracks
+//     (Settings), BEGIN/COMMIT/ROLLBACK/savepoints: reported as Effects and
 //     followed by the later statements of the same text. A set_config whose
 //     setting name is not a literal (pg_dump's first query) is reported as
 //     UnknownSetting. EXPLAIN is planned like the statement it explains
 //     (EXPLAIN ANALYZE runs it).
+//   - An unqualified table name that exists in several schemas is qualified
+//     with the schema it resolved to (an Edit), so the server writes to the
+//     table pgcloak planned whatever its own search_path is.
+//   - CREATE TABLE and ALTER TABLE … ADD COLUMN of a protected column (bytea,
+//     no default) get the column's backstop; DROP/RENAME/ALTER TYPE/SET
+//     SCHEMA of protected tables, columns and backstops are refused
+//     (ddl.go).
 //   - COPY table [(columns)] FROM STDIN / TO STDOUT, and COPY (query) TO
 //     STDOUT: Statement.Copy names the protected column behind each field.
 //     COPY's output carries no column identity, so in COPY (query) a
@@ -105,9 +116,12 @@
 //     columns merged by JOIN … USING / NATURAL JOIN), or is lost as in a
 //     SELECT (expressions, UNION branches: one COPY per branch instead).
 //   - MERGE into or using a protected table.
-//   - Views and materialized views over protected tables (rows read through
-//     a view carry the view's OID, so the row codec could not decrypt them);
-//     DO blocks, CREATE FUNCTION/PROCEDURE and CREATE RULE whose text or
+//   - CREATE VIEW over protected tables (pgcloak could not follow writes
+//     through it before its next catalog read; views created directly are
+//     read from the catalog and attributed by ViewOutputs), materialized
+//     views that return a protected column; row expansion ((r).*) into a
+//     protected table's columns; an unknown column of a protected table in a
+//     write (42703: the catalog is read again first); DO blocks, CREATE FUNCTION/PROCEDURE and CREATE RULE whose text or
 //     unescaped body mentions a protected table; ALTER TABLE … SET DEFAULT (non-NULL) on a protected
 //     column; SET standard_conforming_strings off (the literals would be
 //     misread); PREPARE with a declared non-bytea type for a protected
@@ -130,9 +144,9 @@
 // # Known limits
 //
 // What the text does not show is not seen: writes made by functions,
-// procedures, triggers and rules that already exist; dynamic SQL that
-// builds a table name at run time; views created before; tables that inherit
-// from or are partitions of a protected table unless the Catalog lists them
-// as protected too. Parameters wrapped in a cast ($1::date) are refused
-// rather than rewritten; = ANY($1) over an array of values is refused.
+// procedures, triggers and rules that already exist, and dynamic SQL that
+// builds a table name at run time. The database's backstop refuses their
+// plaintext (docs/failclosed.md). Parameters wrapped in a cast ($1::date)
+// are refused rather than rewritten; = ANY($1) over an array of values is
+// refused.
 package sqlplan

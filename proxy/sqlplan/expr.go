@@ -187,10 +187,17 @@ func (a *analyzer) aExpr(e *pg.A_Expr, sc *scope) error {
 		return a.use(e.Rexpr, sc, "apply NULLIF to", why)
 	case pg.A_Expr_Kind_AEXPR_LIKE, pg.A_Expr_Kind_AEXPR_ILIKE, pg.A_Expr_Kind_AEXPR_SIMILAR:
 		const why = "LIKE, ILIKE and SIMILAR TO cannot be evaluated on ciphertext"
-		if err := a.use(e.Lexpr, sc, "match", why); err != nil {
-			return err
+		for _, side := range []*pg.Node{e.Lexpr, e.Rexpr} {
+			// ORMs cast the column first (Django: full_name::text LIKE
+			// 'A%'): the refusal names the match, not the cast.
+			if c := a.castColumn(side, sc); c != nil {
+				return withHint(refuse("match", c.String(), why), hintNoMatch)
+			}
+			if err := a.use(side, sc, "match", why); err != nil {
+				return withHint(err, hintNoMatch)
+			}
 		}
-		return a.use(e.Rexpr, sc, "match", why)
+		return nil
 	case pg.A_Expr_Kind_AEXPR_BETWEEN, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN,
 		pg.A_Expr_Kind_AEXPR_BETWEEN_SYM, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN_SYM:
 		if err := a.use(e.Lexpr, sc, "compare", whyNoOrder+" (BETWEEN)"); err != nil {
@@ -483,4 +490,35 @@ func funcName(names []*pg.Node) (name, schema string) {
 		return str(names[0]), ""
 	}
 	return str(names[len(names)-1]), str(names[len(names)-2])
+}
+
+// castColumn returns the protected column that n casts (col::text), or nil.
+func (a *analyzer) castColumn(n *pg.Node, sc *scope) *Column {
+	if n.GetTypeCast() == nil {
+		return nil
+	}
+	for n.GetTypeCast() != nil && n.GetTypeCast().Arg != nil {
+		n = n.GetTypeCast().Arg
+	}
+	cr := n.GetColumnRef()
+	if cr == nil {
+		return nil
+	}
+	names, star := fields(cr)
+	if star {
+		return nil
+	}
+	c, err := sc.columnRef(names)
+	if err != nil {
+		return nil
+	}
+	return c
+}
+
+// withHint gives a refusal a hint, unless it has one.
+func withHint(err error, hint string) error {
+	if r, ok := err.(*Refusal); ok && r.Hint == "" {
+		r.Hint = hint
+	}
+	return err
 }

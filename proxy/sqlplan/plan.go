@@ -196,7 +196,9 @@ type Edit struct {
 	// Verbatim, with Column nil, replaces the range as it is: the schema
 	// that qualifies a relation name several schemas hold ("app."; Value is
 	// the relation's name), so the server acts on the relation pgcloak
-	// planned for, whatever the search_path turns out to be.
+	// planned for, whatever the search_path turns out to be; or "bytea" for
+	// the type of a cast around a CASE whose results are encrypted (Value
+	// empty).
 	Verbatim string
 }
 

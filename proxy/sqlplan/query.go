@@ -290,9 +290,9 @@ func (a *analyzer) sort(n *pg.Node, sc *scope, out *outputs) error {
 		item = n
 	}
 	if c := out.ref(item); c != nil {
-		return refuse("order by", c.String(), whyNoOrder)
+		return withHint(refuse("order by", c.String(), whyNoOrder), hintNoOrder)
 	}
-	return a.use(item, sc, "order by", whyNoOrder)
+	return withHint(a.use(item, sc, "order by", whyNoOrder), hintNoOrder)
 }
 
 // distinct plans DISTINCT and DISTINCT ON.

@@ -26,7 +26,13 @@ type Refusal struct {
 	Column string
 	// Reason says why, and where possible what to do instead.
 	Reason string
+	// Hint, when set, says what to do instead at more length (the
+	// ErrorResponse's HINT).
+	Hint string
 }
+
+// ErrorHint returns the refusal's hint (pgerr.From reads it).
+func (r *Refusal) ErrorHint() string { return r.Hint }
 
 // SQLState returns the refusal's SQLSTATE.
 func (r *Refusal) SQLState() string { return r.Code }
@@ -56,4 +62,12 @@ const (
 	whyComputed    = "pgcloak encrypts only literals and parameters"
 	whyLosesColumn = "the result loses the column's identity, so pgcloak could not decrypt it"
 	whyGroups      = "randomized encryption gives equal values different ciphertexts, so the groups would be wrong; declare the column mode: deterministic"
+)
+
+// Hints for the refusals applications meet most, from ORMs' ordering and
+// filtering helpers.
+const (
+	hintNoOrder = "Order by a column that is not protected, or sort the rows in the application after reading them through pgcloak."
+	hintNoMatch = "To look a value up, declare the column mode: deterministic and compare it with = or IN; for a prefix or part search, " +
+		"keep the part to search (say, the e-mail's domain) in a deterministic column of its own and compare that with =."
 )

@@ -24,8 +24,18 @@ var refusalTests = []struct {
 		"store into | public.customers.phone | (operator ||)", ""},
 	{"insert scalar subquery", `INSERT INTO customers (email) VALUES ((SELECT note FROM orders LIMIT 1))`,
 		"store into | public.customers.email | (a subquery)", ""},
-	{"insert CASE", `INSERT INTO customers (email) VALUES (CASE WHEN true THEN 'a' END)`,
-		"store into | public.customers.email | (a CASE expression)", ""},
+	{"insert CASE of a computed value", `INSERT INTO customers (email) VALUES (CASE WHEN true THEN lower('a') END)`,
+		"store into | public.customers.email | a result of the CASE expression is computed by the server (function lower())", ""},
+	{"LIKE on a cast column (Django startswith)", `SELECT id FROM customers WHERE full_name::text LIKE 'A%'`,
+		"match | public.customers.full_name | LIKE, ILIKE and SIMILAR TO", ""},
+	{"CASE of a parameter", `UPDATE customers SET email = CASE WHEN id = 1 THEN $1 END`,
+		"store into | public.customers.email | a result of the CASE expression is computed by the server", ""},
+	{"CASE with an operand", `UPDATE customers SET email = CASE id WHEN 1 THEN 'a' END`,
+		"store into | public.customers.email | a CASE with an operand", ""},
+	{"CASE on a protected column's ciphertext", `UPDATE customers SET email = CASE WHEN id = 1 THEN phone END`,
+		"store into | public.customers.email | computed by the server (a column reference)", ""},
+	{"CASE condition on a randomized column", `UPDATE customers SET email = CASE WHEN full_name = 'x' THEN 'a' END`,
+		"compare | public.customers.full_name | randomized", ""},
 	{"insert cast of a function", `INSERT INTO customers (birth_date) VALUES (now()::date)`,
 		"store into | public.customers.birth_date | (a cast of function now())", ""},
 	{"insert without column list, computed", `INSERT INTO customers VALUES (1, concat('a', 'b'))`,
@@ -215,10 +225,16 @@ var refusalTests = []struct {
 		"merge into | public.customers | MERGE is not supported", ""},
 	{"MERGE using", `MERGE INTO orders o USING customers c ON c.id = o.customer_id WHEN MATCHED THEN DELETE`,
 		"merge using | public.customers | MERGE is not supported", ""},
-	{"CREATE VIEW", `CREATE VIEW v AS SELECT id FROM customers WHERE ssn = 'x'`,
-		"create a view over | public.customers | lose the base column's identity", ""},
-	{"CREATE MATERIALIZED VIEW", `CREATE MATERIALIZED VIEW v AS SELECT id FROM customers`,
-		"create a view over | public.customers | lose the base column's identity", ""},
+	{"CREATE VIEW comparing with a literal", `CREATE VIEW v AS SELECT id FROM customers WHERE ssn = 'x'`,
+		"compare | public.customers.ssn | would store the literal", ""},
+	{"CREATE VIEW", `CREATE VIEW v AS SELECT * FROM customers`,
+		"create a view over | public.customers | create the view directly in PostgreSQL", ""},
+	{"CREATE TEMP VIEW", `CREATE TEMP VIEW v AS SELECT id, email FROM customers`,
+		"create a view over | public.customers | create the view directly in PostgreSQL", ""},
+	{"CREATE VIEW over an expression", `CREATE VIEW v AS SELECT lower(email) FROM customers`,
+		"apply lower() to | public.customers.email | functions would see ciphertext", ""},
+	{"CREATE MATERIALIZED VIEW", `CREATE MATERIALIZED VIEW v AS SELECT id, email FROM customers`,
+		"create a materialized view over | public.customers | without rules or backstops", ""},
 	{"DO block", `DO $$ BEGIN INSERT INTO customers (email) VALUES ('x'); END $$`,
 		"run server-side code on | customers | DO blocks", ""},
 	{"CREATE FUNCTION", `CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'UPDATE Customers SET email = ''x'''`,
@@ -294,6 +310,27 @@ func TestRowExpansionIntoProtected(t *testing.T) {
 	} {
 		if _, err := mustAnalyze(t, sql); err == nil || !strings.Contains(err.Error(), "(row).*") {
 			t.Errorf("%s: %v", sql, err)
+		}
+	}
+}
+
+// TestRefusalHints checks that the refusals ORMs meet most say what to do
+// instead.
+func TestRefusalHints(t *testing.T) {
+	for sql, want := range map[string]string{
+		`SELECT id FROM customers ORDER BY full_name`:                  "Order by a column that is not protected",
+		`SELECT id FROM customers ORDER BY lower(full_name)`:           "Order by a column that is not protected",
+		`SELECT id FROM customers WHERE full_name::text LIKE 'A%'`:     "declare the column mode: deterministic",
+		`SELECT id FROM customers WHERE UPPER(email) LIKE UPPER('A%')`: "declare the column mode: deterministic",
+		`CREATE OR REPLACE FUNCTION pg_temp.testfunc() RETURNS SETOF customers AS $func$ BEGIN RETURN QUERY INSERT INTO customers (email) VALUES ('x') RETURNING *; END $func$ LANGUAGE plpgsql`: "use findCreateFind",
+	} {
+		_, err := mustAnalyze(t, sql)
+		var r *Refusal
+		if !errors.As(err, &r) {
+			t.Fatalf("%s: not refused: %v", sql, err)
+		}
+		if !strings.Contains(r.Hint, want) {
+			t.Errorf("%s: hint %q, want it to say %q", sql, r.Hint, want)
 		}
 	}
 }

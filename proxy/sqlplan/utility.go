@@ -447,26 +447,46 @@ func copyOptions(c *pg.CopyStmt, what string) ([]CopyOption, error) {
 	return opts, nil
 }
 
-// view refuses views (and materialized views) over protected tables: rows
-// read through a view carry the view's OID, not the base table's, so the
-// row codec could not decrypt them; and literals compared in the definition
-// would be stored ciphertext that key rotation would leave behind.
-func (a *analyzer) view(q *pg.Node) error {
-	mark := len(a.touched)
-	if _, err := a.query(q, nil, keep, nil); err != nil {
+// view plans CREATE VIEW and CREATE MATERIALIZED VIEW over protected
+// tables. Views that select protected columns plainly are read (and
+// written) through pgcloak once its catalog knows them (ViewOutputs); but a
+// view created through pgcloak could be used by the same transaction or
+// pipeline before pgcloak can read it from the catalog, and a temporary
+// view never can be: a write through it would carry plaintext. So views
+// over protected tables are created directly in PostgreSQL, like other
+// schema changes pgcloak follows. A materialized view that returns no
+// protected column is allowed; one that does would copy the ciphertext into
+// a relation without rules or backstops.
+func (a *analyzer) view(q *pg.Node, materialized bool) error {
+	mark, edits := len(a.touched), len(a.st.Edits)
+	out, err := a.query(q, nil, keep, nil)
+	if err != nil {
 		return err
 	}
-	if len(a.touched) > mark {
-		return refuse("create a view over", a.touched[mark], "rows read through a view lose the base column's identity, so pgcloak could not decrypt them")
+	if len(a.touched) == mark {
+		return nil
 	}
-	return nil
+	table := a.touched[mark]
+	for _, e := range a.st.Edits[edits:] {
+		if e.Column != nil {
+			return refuse("compare", e.Column.String(), "the view would store the literal it is compared with; compare in the query that reads the view, through pgcloak")
+		}
+	}
+	if materialized {
+		if out == nil || !out.complete || out.protected() != nil {
+			return refuse("create a materialized view over", table, "it would copy the ciphertext into a relation without rules or backstops; use a view, or a table pgcloak protects")
+		}
+		return nil
+	}
+	return refuse("create a view over", table, "pgcloak could not follow writes through it until it reads the view from the catalog; "+
+		"create the view directly in PostgreSQL: reads (and writes) through a view that selects protected columns plainly work through pgcloak after its next catalog read (catalog_refresh)")
 }
 
 // createTableAs plans CREATE TABLE AS and CREATE MATERIALIZED VIEW.
 func (a *analyzer) createTableAs(st *Statement, c *pg.CreateTableAsStmt, raw *pg.RawStmt) error {
 	if c.Objtype == pg.ObjectType_OBJECT_MATVIEW {
 		st.Kind = "CREATE MATERIALIZED VIEW"
-		return a.view(c.Query)
+		return a.view(c.Query, true)
 	}
 	if e := c.Query.GetExecuteStmt(); e != nil {
 		return a.execute(st, e)
@@ -491,7 +511,9 @@ func (a *analyzer) serverCode(raw *pg.RawStmt) error {
 	}
 	for _, t := range texts {
 		if name := mentioned(t, a.names); name != "" {
-			return refuse("run server-side code on", name, "pgcloak cannot see inside DO blocks, function bodies or rules, so their writes and comparisons would bypass encryption")
+			return withHint(refuse("run server-side code on", name, "pgcloak cannot see inside DO blocks, function bodies or rules, so their writes and comparisons would bypass encryption"),
+				"Send the statements themselves through pgcloak. Functions that must touch protected tables are created directly in PostgreSQL; "+
+					"the column's CHECK backstop refuses any plaintext they would write. Sequelize's findOrCreate wraps its INSERT in a function: use findCreateFind.")
 		}
 	}
 	return nil

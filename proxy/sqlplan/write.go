@@ -241,7 +241,89 @@ func (a *analyzer) store(col *Column, n *pg.Node, sc *scope) error {
 			}
 		}
 	}
+	if tc := n.GetTypeCast(); tc != nil && tc.Arg.GetCaseExpr() != nil {
+		return a.storeCase(col, tc.Arg.GetCaseExpr(), tc, sc)
+	}
+	if ce := n.GetCaseExpr(); ce != nil {
+		return a.storeCase(col, ce, nil, sc)
+	}
 	return refuse("store into", col.String(), "the value is computed by the server ("+describe(n)+"); "+whyComputed)
+}
+
+// storeCase plans CASE WHEN cond THEN literal … [ELSE literal] END stored
+// into col, as ORMs send for bulk updates (Django's bulk_update: SET phone
+// = CAST(CASE WHEN id = 2 THEN '…' WHEN id = 5 THEN '…' ELSE NULL END AS
+// varchar(32))). The server only picks one of the values: each result is
+// encrypted in place, the conditions are planned as in WHERE, and a cast
+// around the CASE is made a cast to bytea, which the ciphertext already
+// is. Results that are not literals (or are parameters: the server would
+// type them from the CASE, not as bytea) are refused as computed values.
+func (a *analyzer) storeCase(col *Column, ce *pg.CaseExpr, cast *pg.TypeCast, sc *scope) error {
+	if ce.Arg != nil {
+		return refuse("store into", col.String(), "the value is computed by the server (a CASE with an operand); write CASE WHEN … THEN literal instead")
+	}
+	results := make([]*pg.Node, 0, len(ce.Args)+1)
+	for _, w := range ce.Args {
+		cw := w.GetCaseWhen()
+		if cw == nil {
+			return refuse("store into", col.String(), "the value is computed by the server (a CASE expression); "+whyComputed)
+		}
+		if err := a.cond(cw.Expr, sc); err != nil {
+			return err
+		}
+		results = append(results, cw.Result)
+	}
+	if ce.Defresult != nil {
+		results = append(results, ce.Defresult)
+	}
+	for _, r := range results {
+		if !isLiteral(r) || paramOf(r) > 0 {
+			return refuse("store into", col.String(), "a result of the CASE expression is computed by the server ("+describe(r)+"); "+whyComputed)
+		}
+		if err := a.bind(col, r, "store into"); err != nil {
+			return err
+		}
+	}
+	if cast == nil {
+		return nil
+	}
+	start, end, ok := a.castType(cast)
+	if !ok {
+		return refuse("store into", col.String(), "pgcloak cannot find the type of the cast around the CASE expression in the text")
+	}
+	a.st.Edits = append(a.st.Edits, Edit{Start: start, End: end, Verbatim: "bytea"})
+	return nil
+}
+
+// castType returns the range of the type name of a cast in the text:
+// CAST(x AS type) or x::type.
+func (a *analyzer) castType(tc *pg.TypeCast) (start, end int, ok bool) {
+	if !a.scan() || tc.Location < 0 || tc.TypeName == nil || tc.TypeName.Location < 0 {
+		return 0, 0, false
+	}
+	i := a.tokenAt(int(tc.Location))
+	if i < 0 {
+		return 0, 0, false
+	}
+	start = int(tc.TypeName.Location)
+	switch a.toks[i].Token {
+	case pg.Token_CAST:
+		if i+1 >= len(a.toks) || a.toks[i+1].Token != tokLParen {
+			return 0, 0, false
+		}
+		j := a.closing(i + 1)
+		if j < 0 || int(a.toks[j].Start) < start {
+			return 0, 0, false
+		}
+		return start, int(a.toks[j].Start), true
+	case pg.Token_TYPECAST:
+		if i+1 >= len(a.toks) || int(a.toks[i+1].Start) != start {
+			return 0, 0, false
+		}
+		end, ok = a.typeNameEnd(i + 1)
+		return start, end, ok
+	}
+	return 0, 0, false
 }
 
 // describe names the kind of a computed expression for messages.
