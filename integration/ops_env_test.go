@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -52,8 +54,40 @@ func newRelayEnv(t *testing.T, pg *harness.Postgres) *opsEnv {
 	e.listen = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	e.metrics = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	e.config = filepath.Join(e.dir, "pgcloak.yaml")
-	e.bin = lcBuildPgcloak(t)
+	e.bin = servedPgcloak(t)
 	return e
+}
+
+// servedBinary is the pgcloak binary that the ops tests run as a process,
+// built once per package run (linking takes seconds) and removed by
+// TestMain.
+var servedBinary struct {
+	once sync.Once
+	tb   packageTB
+	path string
+	err  error
+}
+
+// servedPgcloak builds the binary on first use and returns its path.
+func servedPgcloak(t *testing.T) string {
+	t.Helper()
+	b := &servedBinary
+	b.once.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		b.path = filepath.Join(b.tb.TempDir(), "pgcloak")
+		begin := time.Now()
+		c := exec.Command(harness.RequireBinary(t, "go"), "build", "-o", b.path, ".")
+		c.Dir = filepath.Dir(filepath.Dir(file))
+		if out, err := c.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		t.Logf("built %s in %v", b.path, time.Since(begin).Round(time.Millisecond))
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
 }
 
 // writeRelay writes a relay's config: upstream, the superuser as the
