@@ -218,12 +218,22 @@ func openKMS(ctx context.Context, cfg *config.Config, log *zap.Logger) (*kmsConn
 // not be ready. With no keys configured it returns a nil loader. closeFn
 // zeroes the keys and closes the connections.
 func OpenKeyrings(ctx context.Context, cfg *config.Config, log *zap.Logger) (l *keystore.Loader, closeFn func(), err error) {
+	return openKeyrings(ctx, cfg, log, nil)
+}
+
+// openKeyrings is OpenKeyrings with the KMS requests counted and timed in m
+// (nil: not).
+func openKeyrings(ctx context.Context, cfg *config.Config, log *zap.Logger, m *opsMetrics) (l *keystore.Loader, closeFn func(), err error) {
 	if len(cfg.Keys) == 0 {
 		return nil, func() {}, nil
 	}
 	kms, err := openKMS(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, err
+	}
+	var observed crypto.KMS = kms
+	if m != nil {
+		observed = observedKMS{KMS: kms, m: m}
 	}
 	store, err := keystore.OpenStore(ctx, cfg.AdminDSN)
 	if err != nil {
@@ -232,7 +242,7 @@ func OpenKeyrings(ctx context.Context, cfg *config.Config, log *zap.Logger) (l *
 	}
 	l, err = keystore.Load(ctx, keystore.Options{
 		Store:    store,
-		KMS:      kms,
+		KMS:      observed,
 		Keyrings: sortedKeys(cfg.Keys),
 		Refresh:  cfg.KeyRefresh,
 		DSN:      cfg.AdminDSN,

@@ -20,6 +20,10 @@ var Version = "dev"
 type globals struct {
 	configPath string
 	logLevel   string
+	// level is the logger's level (serve changes it on reload); flagLevel
+	// is --log-level's.
+	level     zap.AtomicLevel
+	flagLevel zapcore.Level
 }
 
 // Execute runs the command line and returns the process exit code.
@@ -80,7 +84,8 @@ func (g *globals) logger() (*zap.Logger, error) {
 		cfg.EncoderConfig.TimeKey = "time"
 		cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	}
-	cfg.Level = zap.NewAtomicLevelAt(level)
+	g.flagLevel, g.level = level, zap.NewAtomicLevelAt(level)
+	cfg.Level = g.level
 	return cfg.Build()
 }
 

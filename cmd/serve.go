@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -18,8 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgcloak/pgcloak/config"
-	"github.com/pgcloak/pgcloak/crypto"
-	"github.com/pgcloak/pgcloak/crypto/subject"
 	"github.com/pgcloak/pgcloak/proxy"
 	"github.com/pgcloak/pgcloak/proxy/engine"
 )
@@ -43,14 +39,20 @@ func serveCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer log.Sync()
-			return serve(cfg, log)
+			g.level.SetLevel(logLevel(cfg, g.flagLevel))
+			return serve(cfg, log, &reloader{path: g.configPath, log: log, level: g.level, flagLevel: g.flagLevel})
 		},
 	}
 }
 
-func serve(cfg *config.Config, log *zap.Logger) error {
+// serve runs pgcloak with cfg until SIGTERM or SIGINT; r (its path, logger
+// and level set) re-reads the configuration on SIGHUP and RELOAD.
+func serve(cfg *config.Config, log *zap.Logger, r *reloader) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.cfg, r.metrics = cfg, newOpsMetrics(reg)
+	stopHUP := r.onSIGHUP()
+	defer stopHUP()
 	opts := proxy.Options{Logger: log, Registry: reg}
 	protect := len(cfg.Tables) > 0
 	var prot *engine.Protector
@@ -64,11 +66,18 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 		}
 		prot.UseMetrics(engine.NewMetrics(reg))
 		opts.Hooks = prot
+		r.prot = newProtection(cfg, log, prot, r.metrics)
+		registerProtectionMetrics(r.metrics, r.prot)
 	}
+	console := r.console(prot)
+	console.Metrics = reg
+	opts.Console = console
 	srv, err := proxy.NewServer(cfg, opts)
 	if err != nil {
 		return err
 	}
+	console.Server, r.srv = srv, srv
+
 	ln, err := srv.Listen()
 	if err != nil {
 		return err
@@ -90,7 +99,7 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 	closeKeys := func() {}
 	if protect {
 		done := make(chan func(), 1)
-		go func() { done <- ServeProtection(ctx, cfg, log, prot, fatal) }()
+		go func() { done <- r.prot.serve(ctx, fatal) }()
 		defer func() {
 			if c := <-done; c != nil {
 				closeKeys = c
@@ -120,101 +129,6 @@ func serve(cfg *config.Config, log *zap.Logger) error {
 	default:
 	}
 	return err
-}
-
-// ServeProtection is what serve does to protect columns: it loads the keys
-// (retrying while Vault cannot be reached), resolves the rules and keeps
-// srv's protection in step with the catalog until ctx ends. It returns the
-// function that zeroes the keys, or nil when ctx ended first or a rule
-// cannot be resolved (then the error is sent on fatal). Tests start pgcloak
-// through it too.
-//
-// It loads the keys, retrying with backoff while Vault cannot be reached
-// (the protector says why it is not ready meanwhile), installs the access
-// rules and opens the audit log (retrying the same way), then reads the catalog
-// and keeps it in step (engine.Protector.WatchCatalog). Rules that do not
-// match the database (a missing backstop, a column that is not bytea …) keep
-// sessions to the protected database out, with the reason and the fix in
-// /readyz and the log, until they are fixed.
-func ServeProtection(ctx context.Context, cfg *config.Config, log *zap.Logger, srv *engine.Protector, fatal chan<- error) func() {
-	if cfg.AllowMissingBackstop {
-		log.Warn("allow_missing_backstop is set: protected columns without their CHECK backstop are served, " +
-			"so a write that goes around pgcloak could store plaintext in them; use it only during a roll-out")
-	}
-	var keys crypto.Keyrings
-	var subjects *subject.Keys
-	var closeKeys func()
-	if !retryUntilReady(ctx, log, srv, "keys: ", func() error {
-		l, c, err := OpenKeyrings(ctx, cfg, log)
-		if err != nil {
-			return err
-		}
-		keys, closeKeys = l, c
-		if subjects, err = openSubjects(ctx, cfg, l, log); err != nil {
-			c()
-			return err
-		}
-		if subjects != nil {
-			closeKeys = func() { subjects.Close(); c() }
-		}
-		return nil
-	}) {
-		return nil
-	}
-	rules, err := engine.NewRulesWithSubjects(cfg, keys, subjects)
-	if err != nil {
-		closeKeys()
-		fatal <- err
-		return nil
-	}
-	// Access rules and the audit log are in place before the first
-	// session: a session that starts before would not be guarded.
-	closeAudit := guardProtection(ctx, cfg, log, srv)
-	if closeAudit == nil {
-		closeKeys()
-		return nil
-	}
-	if subjects != nil {
-		go runShredSchedule(ctx, cfg, log)
-	}
-	if cfg.RetentionSchedule > 0 {
-		go runRetentionSchedule(ctx, cfg, log)
-	}
-	src := engine.CatalogSource{
-		Rules: rules,
-		Every: cfg.CatalogRefresh,
-		Connect: func(ctx context.Context) (*pgx.Conn, error) {
-			conn, err := pgx.Connect(ctx, cfg.AdminDSN)
-			if err != nil {
-				return nil, fmt.Errorf("admin_dsn: %w", err)
-			}
-			return conn, nil
-		},
-	}
-	go func() {
-		delay := time.Second
-		for {
-			err := srv.WatchCatalog(ctx, src, func() {
-				if ok, why := srv.Ready(); ok {
-					log.Info("ready: keys and protected columns loaded", zap.Int("tables", len(cfg.Tables)))
-				} else {
-					log.Error("not ready: "+why, zap.String("fix", "pgcloak check --config FILE lists each problem with its fix"))
-				}
-			})
-			if err == nil || ctx.Err() != nil {
-				return
-			}
-			srv.SetNotReady(err.Error())
-			log.Error("not ready; retrying", zap.Error(err), zap.Duration("in", delay))
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(delay):
-			}
-			delay = min(2*delay, 30*time.Second)
-		}
-	}()
-	return func() { closeAudit(); closeKeys() }
 }
 
 // opsHandler serves /metrics, /healthz (the process is alive) and /readyz

@@ -80,6 +80,15 @@ type Config struct {
 	// RetentionSchedule is how often serve applies the retention rules
 	// (0, the default: never; run pgcloak retention run instead).
 	RetentionSchedule time.Duration `yaml:"retention_schedule"`
+	// LogLevel is serve's log level (debug, info, warn, error); empty: the
+	// --log-level flag's. A reload applies it.
+	LogLevel string `yaml:"log_level"`
+	// AdminUsers are the roles that may connect to the admin console (the
+	// virtual database "pgcloak"). Empty: the console is off.
+	AdminUsers []string `yaml:"admin_users"`
+	// AdminAuthDatabase is the upstream database that the console's logins
+	// are checked against (the role must be allowed to connect to it).
+	AdminAuthDatabase string `yaml:"admin_auth_database"`
 }
 
 // TLS is the client-leg TLS configuration. After Load or Parse, relative paths
@@ -118,8 +127,9 @@ func Default() *Config {
 			LoginTimeout:         10 * time.Second,
 			MaxMessageBytes:      1 << 30,
 		},
-		KeyRefresh:     DefaultKeyRefresh,
-		CatalogRefresh: DefaultCatalogRefresh,
+		KeyRefresh:        DefaultKeyRefresh,
+		CatalogRefresh:    DefaultCatalogRefresh,
+		AdminAuthDatabase: "postgres",
 	}
 }
 

@@ -64,7 +64,7 @@ func writeTLS(t *testing.T, dir string) {
 }
 
 // topLevelKeys lists the top-level keys as errors name them.
-const topLevelKeys = "listen, upstream, admin_dsn, metrics_listen, tls, limits, kms, keys, key_refresh, tables, catalog_refresh, allow_missing_backstop, shadow, access, audit, subjects, shred_window, subject_cache, retention, retention_schedule"
+const topLevelKeys = "listen, upstream, admin_dsn, metrics_listen, tls, limits, kms, keys, key_refresh, tables, catalog_refresh, allow_missing_backstop, shadow, access, audit, subjects, shred_window, subject_cache, retention, retention_schedule, log_level, admin_users, admin_auth_database"
 
 // TestParseErrors checks every kind of mistake: each want line is
 // "LINE: KEY: message" after the file name, DIR stands for the file's
@@ -240,6 +240,7 @@ func TestDefaults(t *testing.T) {
 		Upstream:   "host=127.0.0.1",
 		Limits:     Limits{MaxClientConnections: 1000, LoginTimeout: 10 * time.Second, MaxMessageBytes: 1 << 30},
 		KeyRefresh: 30 * time.Second, CatalogRefresh: 5 * time.Second,
+		AdminAuthDatabase: "postgres",
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v, want %+v", cfg, want)
@@ -301,6 +302,9 @@ func TestExampleRoundTrip(t *testing.T) {
 			},
 		},
 		Audit: &Audit{File: filepath.Join(dir, "audit.log"), TransitKey: "pgcloak-audit", Buffer: 16384, OnFailure: AuditBlock, RotateSize: 256 << 20},
+		LogLevel:          "info",
+		AdminUsers:        []string{},
+		AdminAuthDatabase: "postgres",
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v\nwant %+v", cfg, want)

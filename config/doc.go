@@ -130,6 +130,25 @@
 //     a unit (h, d, w, mon, y); action forget (needs subjects.TABLE) or
 //     delete. retention_schedule (default 0: off, else 1min to 30d): how
 //     often serve applies them.
+//   - log_level (default: the --log-level flag's, info): debug, info, warn
+//     or error.
+//   - admin_users (default: none, the console is off): roles that may
+//     connect to the admin console, the virtual database "pgcloak".
+//     PostgreSQL checks their credentials: pgcloak relays the login to
+//     admin_auth_database.
+//   - admin_auth_database (default postgres): the upstream database that
+//     console logins are checked against.
+//   - upstream's target_session_attrs (any, read-write, read-only, primary,
+//     standby, prefer-standby; default any) and load_balance_hosts (disable,
+//     random; default disable) pick the host of each new session as libpq
+//     does. A value other than any needs admin_dsn: pgcloak asks each host
+//     its role with admin_dsn's user, password and TLS settings.
+//
+// Serve re-reads the file on SIGHUP and on the console's RELOAD. A file
+// with any mistake is refused as a whole and the running configuration
+// stays. listen, metrics_listen and admin_dsn take effect only at a
+// restart; turning protection on or off (tables: from none to some, or
+// back) needs a restart too.
 //
 // Relative tls, kms and audit file paths start at the config file's
 // directory; after Load they are stored resolved.

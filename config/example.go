@@ -17,6 +17,10 @@ listen: 127.0.0.1:6432
 # User, database and password come from each client, so they are not set here.
 # sslmode=prefer falls back to plaintext; in production use verify-full with
 # sslrootcert=/etc/pgcloak/pg-ca.crt so that pgcloak checks whom it talks to.
+# Several hosts (host=pg1,pg2 port=5432,5432) are tried in order, or at random with
+# load_balance_hosts=random; target_session_attrs (any, read-write, read-only, primary,
+# standby, prefer-standby) picks the host by role, as in libpq (needs admin_dsn, whose role
+# pgcloak uses to ask each host). A reload applies a new upstream to new sessions.
 upstream: "host=127.0.0.1 port=5432 sslmode=prefer"
 
 # Prometheus /metrics, /healthz and /readyz (optional; off when absent).
@@ -171,4 +175,13 @@ audit:
   on_failure: block                  # block: while records cannot be written, decrypting sessions end (58030) and
                                      # new ones are refused (57P03); continue: keep decrypting, count what is lost
   rotate_size: 256MB                 # start a new file at this size (at least 64kB)
+
+# Log level of serve: debug, info, warn or error (default: the --log-level flag's, info).
+log_level: info
+
+# Roles that may connect to the admin console: psql "host=… port=6432 dbname=pgcloak user=…"
+# (SHOW CLIENTS, RELOAD, PAUSE, RESUME, KILL …). PostgreSQL checks their password: pgcloak
+# relays the login to admin_auth_database upstream. Empty (the default): the console is off.
+admin_users: []
+admin_auth_database: postgres
 `

@@ -29,6 +29,7 @@ var checks = []func(*loader, *Config){
 	checkAccess,
 	checkAudit,
 	checkSubjects,
+	checkOps,
 }
 
 func checkListen(l *loader, c *Config) {

@@ -36,6 +36,9 @@ type lcEnv struct {
 	db    string
 	dir   string
 	rules []lcRule
+	// upstream and adminDSN replace the config's defaults (the shared
+	// cluster, sslmode=disable; the database as the superuser) when set.
+	upstream, adminDSN string
 }
 
 // lcRule is one protected column: "public.customers", "email", "{type:
@@ -110,7 +113,14 @@ func (e *lcEnv) configWith(state string, rules []lcRule, extra string) string {
 			}
 		}
 	}
-	yaml := fmt.Sprintf(`upstream: "host=%s port=%d sslmode=disable"
+	upstream, adminDSN := e.upstream, e.adminDSN
+	if upstream == "" {
+		upstream = fmt.Sprintf("host=%s port=%d sslmode=disable", e.pg.Host, e.pg.Port)
+	}
+	if adminDSN == "" {
+		adminDSN = e.pg.DSN(harness.SuperUser, e.db)
+	}
+	yaml := fmt.Sprintf(`upstream: %q
 admin_dsn: %q
 kms:
   vault:
@@ -120,7 +130,7 @@ keys:
   pii: {transit_key: pgcloak-pii-%s}
 key_refresh: 1s
 %s%s
-`, e.pg.Host, e.pg.Port, e.pg.DSN(harness.SuperUser, e.db), e.vault.Addr, e.db, tb.String(), extra)
+`, upstream, adminDSN, e.vault.Addr, e.db, tb.String(), extra)
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		e.t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ func TestMain(m *testing.M) {
 	plainCluster.stop()
 	tlsCluster.stop()
 	vaultServer.stop()
+	servedBinary.tb.runCleanups()
 	os.Exit(code)
 }
 

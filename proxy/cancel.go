@@ -57,7 +57,7 @@ func (s *Server) forwardCancel(target upstreamTarget, key string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
 	defer cancel()
-	conn, err := s.connector.dial(ctx, target)
+	conn, err := s.settings().connector.dial(ctx, target)
 	if err != nil {
 		s.metrics.cancels.WithLabelValues("failed").Inc()
 		s.log.Warn("forwarding CancelRequest failed", zap.Stringer("upstream", target), zap.Error(err))

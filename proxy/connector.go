@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgcloak/pgcloak/config"
 )
 
 // sslRequestCode and friends are the special protocol version numbers of the
@@ -25,6 +28,8 @@ const (
 // (several hosts, and sslmode=prefer/allow fallbacks), tried in order.
 type upstreamTarget struct {
 	network, addr string
+	host          string // as written in the upstream setting
+	port          uint16
 	tls           *tls.Config // nil: plaintext
 }
 
@@ -36,49 +41,52 @@ func (t upstreamTarget) String() string {
 }
 
 // connector dials PostgreSQL as the upstream setting says. It is shared by
-// all sessions and immutable.
+// all sessions; a reload makes a new one. Hosts are picked as libpq picks
+// them (upstream.go): in order or at random (load_balance_hosts), by role
+// (target_session_attrs).
 type connector struct {
-	targets     []upstreamTarget
+	hosts       []*upstreamHost // distinct addresses, in the order written
 	dialTimeout time.Duration
+	routing     config.Routing
+	// probe is admin_dsn's connection settings, used to ask each host its
+	// role; nil when target_session_attrs is any.
+	probe   *pgconn.Config
+	metrics *opsMetrics
+	closed  atomic.Bool // replaced by a reload, or the server closed
 }
 
 // newConnector parses the upstream setting (libpq keyword/value or URL form)
 // with pgconn, which implements libpq's sslmode rules, hosts and ports.
-func newConnector(upstream string, dialTimeout time.Duration) (*connector, error) {
-	pc, err := pgconn.ParseConfig(upstream)
+func newConnector(cfg *config.Config, m *opsMetrics) (*connector, error) {
+	pc, err := pgconn.ParseConfig(cfg.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	c := &connector{dialTimeout: dialTimeout}
+	c := &connector{dialTimeout: cfg.Limits.LoginTimeout, routing: config.UpstreamRouting(cfg.Upstream), metrics: m}
 	if pc.ConnectTimeout > 0 {
 		c.dialTimeout = pc.ConnectTimeout
 	}
 	add := func(host string, port uint16, tc *tls.Config) {
 		network, addr := pgconn.NetworkAddress(host, port)
-		c.targets = append(c.targets, upstreamTarget{network: network, addr: addr, tls: tc})
+		t := upstreamTarget{network: network, addr: addr, host: host, port: port, tls: tc}
+		for _, h := range c.hosts {
+			if h.addr == addr {
+				h.targets = append(h.targets, t)
+				return
+			}
+		}
+		c.hosts = append(c.hosts, &upstreamHost{addr: addr, targets: []upstreamTarget{t}})
 	}
 	add(pc.Host, pc.Port, pc.TLSConfig)
 	for _, fb := range pc.Fallbacks {
 		add(fb.Host, fb.Port, fb.TLSConfig)
 	}
-	return c, nil
-}
-
-// connect returns a connection to the first target that accepts it, with
-// TLS negotiated where the target asks for it.
-func (c *connector) connect(ctx context.Context) (net.Conn, upstreamTarget, error) {
-	var errs []error
-	for _, t := range c.targets {
-		conn, err := c.dial(ctx, t)
-		if err == nil {
-			return conn, t, nil
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", t, err))
-		if ctx.Err() != nil {
-			break
+	if c.routing.TargetSessionAttrs != "any" {
+		if c.probe, err = pgconn.ParseConfig(cfg.AdminDSN); err != nil {
+			return nil, fmt.Errorf("admin_dsn: %w", err)
 		}
 	}
-	return nil, upstreamTarget{}, errors.Join(errs...)
+	return c, nil
 }
 
 func (c *connector) dial(ctx context.Context, t upstreamTarget) (net.Conn, error) {
@@ -145,11 +153,19 @@ func putUint32(b []byte, v uint32) {
 // describe lists the targets for messages, e.g. "127.0.0.1:5432 (TLS)".
 func (c *connector) describe() string {
 	s := ""
-	for i, t := range c.targets {
-		if i > 0 {
-			s += ", "
+	for _, h := range c.hosts {
+		for _, t := range h.targets {
+			if s != "" {
+				s += ", "
+			}
+			s += t.String()
 		}
-		s += t.String()
+	}
+	if c.routing.TargetSessionAttrs != "any" {
+		s += " target_session_attrs=" + c.routing.TargetSessionAttrs
+	}
+	if c.routing.LoadBalanceHosts != "disable" {
+		s += " load_balance_hosts=" + c.routing.LoadBalanceHosts
 	}
 	return s
 }

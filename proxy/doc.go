@@ -23,6 +23,13 @@
 // and without TLS move to an epoll loop after authentication
 // (fastrelay_linux.go).
 //
+// Operations: a reload swaps the settings of new connections (reload.go:
+// upstream, TLS, limits); running sessions keep theirs. The admin console is
+// the virtual database "pgcloak" (console.go: PostgreSQL checks the login,
+// proxy/admin answers). PAUSE holds sessions at a transaction boundary on
+// both relays (pause.go); upstream.go picks the host of a session by
+// target_session_attrs and load_balance_hosts.
+//
 // Framing (proxy/wire): one reader goroutine per direction reads whole
 // messages from a 32 KiB buffer and forwards the raw frames; a message larger
 // than the buffer is streamed in chunks, so memory per connection is flat

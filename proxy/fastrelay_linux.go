@@ -63,6 +63,17 @@ func (f *fastRelays) pick() (*relayLoop, error) {
 	return f.loops[f.next], nil
 }
 
+// unpark lets the sessions that PAUSE holds go on where their database is
+// not paused any more.
+func (f *fastRelays) unpark() {
+	f.mu.Lock()
+	loops := f.loops
+	f.mu.Unlock()
+	for _, l := range loops {
+		l.unpark()
+	}
+}
+
 // stop ends the loops; their sessions must have ended.
 func (f *fastRelays) stop() {
 	f.mu.Lock()
@@ -82,6 +93,8 @@ type relayLoop struct {
 	wakeR, wakeW int // a pipe whose input tells the loop to stop
 	mu           sync.Mutex
 	byFD         map[int32]*half // fd → the half that reads it
+	// parked are the pipes whose client input PAUSE holds (pause.go).
+	parked map[*pipe]struct{}
 }
 
 func newRelayLoop(wg *sync.WaitGroup) (*relayLoop, error) {
@@ -106,7 +119,7 @@ func newRelayLoop(wg *sync.WaitGroup) (*relayLoop, error) {
 		syscall.Close(p[1])
 		return nil, fmt.Errorf("epoll add: %w", err)
 	}
-	l := &relayLoop{epfd: epfd, wakeR: p[0], wakeW: p[1], byFD: make(map[int32]*half)}
+	l := &relayLoop{epfd: epfd, wakeR: p[0], wakeW: p[1], byFD: make(map[int32]*half), parked: make(map[*pipe]struct{})}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -118,12 +131,15 @@ func newRelayLoop(wg *sync.WaitGroup) (*relayLoop, error) {
 // pipe is one session on the fast relay.
 type pipe struct {
 	loop           *relayLoop
+	ss             *session
 	client, server half
 	maxBody        int
 	done           chan error // receives once, when the session ends
 	// busy: a client message is unanswered by ReadyForQuery (owned by the
-	// loop until done is sent).
+	// loop until done is sent); status: the transaction status of the last
+	// ReadyForQuery. The loop mirrors both into ss for the console.
 	busy   bool
+	status byte
 	closed bool
 	stats  [2]dirStats
 }
@@ -149,6 +165,9 @@ type frameScan struct {
 	hdr  [wire.HeaderLen]byte
 	hn   int   // header bytes seen of the current message
 	left int64 // body bytes still to come of the current message
+	// wantStatus: the body of a ReadyForQuery comes next (its one byte is
+	// the transaction status).
+	wantStatus bool
 }
 
 // scanResult is what a chunk held.
@@ -156,6 +175,7 @@ type scanResult struct {
 	msgs      int
 	terminate bool // client: Terminate seen
 	ready     bool // server: ReadyForQuery seen
+	status    byte // server: the transaction status of the last ReadyForQuery seen (0: none)
 	request   bool // client: a message other than Terminate seen
 }
 
@@ -163,6 +183,9 @@ func (s *frameScan) scan(b []byte, maxBody int, fromClient bool) (scanResult, er
 	var r scanResult
 	for len(b) > 0 {
 		if s.left > 0 {
+			if s.wantStatus {
+				r.status, s.wantStatus = b[0], false
+			}
 			n := min(int64(len(b)), s.left)
 			s.left -= n
 			b = b[n:]
@@ -192,6 +215,7 @@ func (s *frameScan) scan(b []byte, maxBody int, fromClient bool) (scanResult, er
 			r.request = true
 		case typ == 'Z':
 			r.ready = true
+			s.wantStatus = s.left > 0
 		}
 	}
 	return r, nil
@@ -219,7 +243,7 @@ func (ss *session) runFast() (busy, ok bool, err error) {
 		c    bool
 	}{{ss.fromClient, ss.toServer, &clientScan, true}, {ss.fromServer, ss.toClient, &serverScan, false}} {
 		if rest := leg.r.Rest(); len(rest) > 0 {
-			if _, err := leg.scan.scan(rest, ss.srv.maxBody, leg.c); err != nil {
+			if _, err := leg.scan.scan(rest, ss.maxBody, leg.c); err != nil {
 				return false, true, err
 			}
 			leg.w.Write(rest)
@@ -243,7 +267,7 @@ func (ss *session) runFast() (busy, ok bool, err error) {
 		syscall.Close(serverFD)
 		return false, true, lerr
 	}
-	p := &pipe{loop: l, maxBody: ss.srv.maxBody, done: make(chan error, 1)}
+	p := &pipe{loop: l, ss: ss, maxBody: ss.maxBody, status: byte(ss.txStatus.Load()), done: make(chan error, 1)}
 	p.stats = [2]dirStats{ss.c2s, ss.s2c}
 	p.client = half{p: p, fd: clientFD, peer: &p.server, fromClient: true, buf: make([]byte, fastBufSize)}
 	p.server = half{p: p, fd: serverFD, peer: &p.client, buf: make([]byte, fastBufSize)}
@@ -251,6 +275,8 @@ func (ss *session) runFast() (busy, ok bool, err error) {
 	closer := fdCloser{p}
 	ss.srv.track(closer)
 	defer ss.srv.untrack(closer)
+	var ender io.Closer = closer
+	ss.ender.Store(&ender)
 	if err := l.add(p); err != nil {
 		syscall.Close(clientFD)
 		syscall.Close(serverFD)
@@ -409,6 +435,11 @@ func (l *relayLoop) handle(h *half, events uint32) {
 	if events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) == 0 || !h.reading {
 		return
 	}
+	if h.fromClient && !p.busy && p.status == 'I' && p.ss.gate != nil && p.ss.gate.paused.Load() {
+		// PAUSE: the client's next request stays unread until RESUME.
+		l.park(p)
+		return
+	}
 	n, err := rawRead(h.fd, h.buf)
 	if err == syscall.EAGAIN || err == syscall.EINTR {
 		return
@@ -434,11 +465,17 @@ func (l *relayLoop) handle(h *half, events uint32) {
 		l.teardown(p, serr)
 		return
 	}
-	if res.request {
+	if res.request && !p.busy {
 		p.busy = true
+		p.ss.busy.Store(true)
 	}
 	if res.ready {
 		p.busy = false
+		p.ss.busy.Store(false)
+	}
+	if res.status != 0 {
+		p.status = res.status
+		p.ss.txStatus.Store(uint32(res.status))
 	}
 	h.off, h.end = 0, n
 	if err := l.flush(h); err != nil {
@@ -553,6 +590,9 @@ func (l *relayLoop) teardown(p *pipe, err error) {
 		return
 	}
 	p.closed = true
+	if _, ok := l.parked[p]; ok {
+		l.unparkLocked(p)
+	}
 	for _, h := range []*half{&p.client, &p.server} {
 		_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, h.fd, nil)
 		delete(l.byFD, int32(h.fd))
@@ -572,4 +612,50 @@ func (h *half) report(p *pipe) {
 		p.stats[i].Count(h.nread, h.nmsgs)
 	}
 	h.nread, h.nmsgs = 0, 0
+}
+
+// park stops reading p's client until RESUME (pause.go): the request stays
+// in the socket. Output readiness and hang-ups of the client are not
+// watched meanwhile (a hang-up is seen when reading resumes); the server
+// leg is read as before. It runs with l.mu held.
+func (l *relayLoop) park(p *pipe) {
+	h := &p.client
+	h.reading = false
+	ev := syscall.EpollEvent{Fd: int32(h.fd)}
+	if h.writing {
+		ev.Events = syscall.EPOLLOUT
+	}
+	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, h.fd, &ev); err != nil {
+		l.teardown(p, err)
+		return
+	}
+	l.parked[p] = struct{}{}
+	p.ss.waiting.Store(true)
+	p.ss.srv.ops.pausedClients.Inc()
+}
+
+// unpark reads the client of every parked pipe whose database is not
+// paused any more.
+func (l *relayLoop) unpark() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for p := range l.parked {
+		if p.ss.gate.paused.Load() {
+			continue
+		}
+		l.unparkLocked(p)
+		if p.closed {
+			continue
+		}
+		p.client.reading = true
+		if err := l.modify(&p.client); err != nil {
+			l.teardown(p, err)
+		}
+	}
+}
+
+func (l *relayLoop) unparkLocked(p *pipe) {
+	delete(l.parked, p)
+	p.ss.waiting.Store(false)
+	p.ss.srv.ops.pausedClients.Dec()
 }

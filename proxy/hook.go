@@ -40,6 +40,9 @@ type SessionInfo struct {
 	// "CN=desk-1,O=Example") and common name of the client's certificate,
 	// set only when pgcloak verified it against tls.client_ca_file.
 	CertSubject, CertCN string
+
+	// console: the session is the admin console's login (console.go).
+	console bool
 }
 
 // Hook intercepts the messages of one session.

@@ -57,7 +57,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.connsActive, m.connsTotal, m.connsRejected, m.bytes,
 			m.messages, m.errors, m.startupSeconds, m.cancels)
 	}
+	// Series exist at 0 from the start, so that rates and dashboards see
+	// them before the first event.
+	initLabels(m.connsRejected, "too_many", "not_ready", "tls_required", "console")
+	initLabels(m.errors, "protocol", "upstream_connect", "tls", "login_timeout", "message_too_large")
+	initLabels(m.cancels, "forwarded", "unknown_key", "failed")
+	initLabels(m.bytes, "client_to_server", "server_to_client")
+	initLabels(m.messages, "client_to_server", "server_to_client")
 	return m
+}
+
+// initLabels makes the series of a one-label vector for each value.
+func initLabels(v *prometheus.CounterVec, values ...string) {
+	for _, l := range values {
+		v.WithLabelValues(l)
+	}
 }
 
 // dirStats are the counters of one relay direction.

@@ -24,17 +24,18 @@ import (
 // Server accepts client connections and relays each to its own upstream
 // PostgreSQL connection.
 type Server struct {
-	cfg       *config.Config
-	log       *zap.Logger
-	metrics   *metrics
-	connector *connector
-	tls       *tls.Config // client leg; nil: answer SSLRequest with 'N'
+	log     *zap.Logger
+	metrics *metrics
+	ops     *opsMetrics
+	// live is the configuration of new connections (reload.go).
+	live atomic.Pointer[live]
+	// console serves the admin database (console.go); nil: off.
+	console Console
 	// hooks look into the sessions (the encryption engine); nil: pure relay.
 	hooks Hooks
 	// notReady, when set, is why new sessions are refused (SQLSTATE 57P03)
 	// whatever the hooks say (the server is shutting down).
 	notReady atomic.Pointer[string]
-	maxBody  int
 
 	active atomic.Int64 // client connections open now
 	fast   fastRelays   // epoll loops of plain sessions (fastrelay_linux.go)
@@ -45,6 +46,9 @@ type Server struct {
 	conns    map[io.Closer]struct{} // every open client and upstream conn (or fast-relay session)
 	sessions map[string]*session    // by cancel key (BackendKeyData pid+secret)
 	closed   bool
+
+	clients clients // sessions by id, for the console (clients.go)
+	pauses  pauses  // PAUSE and RESUME (pause.go)
 }
 
 // Options are the collaborators of a Server.
@@ -54,6 +58,8 @@ type Options struct {
 	// Hooks look into sessions: the encryption engine (engine.Protector).
 	// Nil: pgcloak relays without looking into queries.
 	Hooks Hooks
+	// Console serves the admin console (proxy/admin); nil: off.
+	Console Console
 }
 
 // SetNotReady refuses new sessions with reason (SQLSTATE 57P03), whatever
@@ -78,25 +84,21 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	conn, err := newConnector(cfg.Upstream, cfg.Limits.LoginTimeout)
+	s := &Server{
+		log:      log,
+		metrics:  newMetrics(opts.Registry),
+		ops:      newOpsMetrics(opts.Registry),
+		console:  opts.Console,
+		conns:    make(map[io.Closer]struct{}),
+		sessions: make(map[string]*session),
+	}
+	s.hooks = opts.Hooks
+	l, err := s.newLive(cfg)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{
-		cfg:       cfg,
-		log:       log,
-		metrics:   newMetrics(opts.Registry),
-		connector: conn,
-		maxBody:   int(cfg.Limits.MaxMessageBytes) - 4,
-		conns:     make(map[io.Closer]struct{}),
-		sessions:  make(map[string]*session),
-	}
-	s.hooks = opts.Hooks
-	if cfg.TLS != nil {
-		if s.tls, err = serverTLS(cfg.TLS); err != nil {
-			return nil, err
-		}
-	}
+	s.live.Store(l)
+	s.pauses.init(s)
 	return s, nil
 }
 
@@ -123,7 +125,7 @@ func serverTLS(c *config.TLS) (*tls.Config, error) {
 
 // Listen opens the configured listen address.
 func (s *Server) Listen() (net.Listener, error) {
-	return net.Listen("tcp", s.cfg.Listen)
+	return net.Listen("tcp", s.Config().Listen)
 }
 
 // Serve accepts connections on ln until Close. It returns nil after Close.
@@ -136,7 +138,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	s.mu.Unlock()
-	s.log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("upstream", s.connector.describe()))
+	s.log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("upstream", s.settings().connector.describe()))
 	var delay time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -201,6 +203,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.wg.Wait()
 	s.fast.stop()
+	s.settings().connector.close()
 	return nil
 }
 
@@ -246,14 +249,15 @@ func (s *Server) handleConn(conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
+	conf := s.settings()
 	_ = conn.SetDeadline(s.loginDeadline(start))
 
-	c, pkt, tlsDone, err := s.negotiate(conn)
+	c, pkt, tlsDone, err := s.negotiate(conn, conf.tls)
 	if pkt == nil {
 		s.startupFailed(c, conn.RemoteAddr(), err)
 		return
 	}
-	if s.tls != nil && s.tls.ClientAuth == tls.RequireAndVerifyClientCert && !tlsDone {
+	if conf.tls != nil && conf.tls.ClientAuth == tls.RequireAndVerifyClientCert && !tlsDone {
 		s.reject(c, "tls_required", pgerrcode.InvalidAuthorizationSpecification, "TLS with a client certificate is required (tls.client_ca_file is set)")
 		return
 	}
@@ -261,7 +265,7 @@ func (s *Server) handleConn(conn net.Conn) {
 		s.reject(c, "not_ready", pgerrcode.CannotConnectNow, "not ready: "+*reason)
 		return
 	}
-	if n > int64(s.cfg.Limits.MaxClientConnections) {
+	if n > int64(conf.cfg.Limits.MaxClientConnections) {
 		s.reject(c, "too_many", pgerrcode.TooManyConnections, "sorry, too many clients already")
 		return
 	}
@@ -276,7 +280,13 @@ func (s *Server) handleConn(conn net.Conn) {
 			info.CertSubject, info.CertCN = cs.PeerCertificates[0].Subject.String(), cs.PeerCertificates[0].Subject.CommonName
 		}
 	}
-	s.runSession(c, pkt, info, start)
+	if s.console != nil && info.Database == config.ConsoleDatabase {
+		pkt, info.console = s.consoleLogin(c, pkt, info, conf)
+		if pkt == nil {
+			return
+		}
+	}
+	s.runSession(c, pkt, info, start, conf)
 }
 
 // reject sends a FATAL error to a client during startup and counts it.
@@ -305,7 +315,7 @@ func (s *Server) startupFailed(c net.Conn, remote net.Addr, err error) {
 		// The handshake failed: there is no channel to report on.
 	case errors.As(err, &ne) && ne.Timeout():
 		s.metrics.errors.WithLabelValues("login_timeout").Inc()
-		err = fmt.Errorf("startup not finished within limits.login_timeout (%s)", s.cfg.Limits.LoginTimeout)
+		err = fmt.Errorf("startup not finished within limits.login_timeout (%s)", s.limits().LoginTimeout)
 	case isBenign(err):
 		return
 	}

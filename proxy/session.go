@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,9 @@ type session struct {
 	// hook, if it may hold server messages back.
 	hook  Hook
 	idler ServerIdler
+	// maxBody is limits.max_message_bytes (less the length field) as it
+	// was when the session started: a reload changes it for new sessions.
+	maxBody int
 
 	// cancelKey is BackendKeyData's process ID and secret key as sent by
 	// PostgreSQL; CancelRequests carrying it are forwarded to this session.
@@ -65,14 +69,26 @@ type session struct {
 	// cancelled rather than left running.
 	busy atomic.Bool
 
+	// For the console and PAUSE (clients.go, pause.go): the id and start
+	// of the session, the transaction status of the last ReadyForQuery,
+	// whether PAUSE holds it, its database's gate, and what ends it on the
+	// fast relay (nil on the goroutine relay).
+	id       uint64
+	started  time.Time
+	txStatus atomic.Uint32
+	waiting  atomic.Bool
+	gate     *gate
+	ender    atomic.Pointer[io.Closer]
+
 	closeOnce sync.Once
+	ended     chan struct{} // closed by close
 }
 
 // runSession connects upstream, relays authentication and then the session.
-func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, start time.Time) {
+func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, start time.Time, conf *live) {
 	log := s.log.With(zap.Stringer("client", client.RemoteAddr()), zap.String("user", info.User), zap.String("database", info.Database))
 	var hook Hook
-	if s.hooks != nil {
+	if s.hooks != nil && !info.console {
 		h, err := s.hooks.Session(info)
 		if err != nil {
 			s.metrics.connsRejected.WithLabelValues("not_ready").Inc()
@@ -82,7 +98,7 @@ func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, s
 		hook = h
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), s.loginDeadline(start))
-	server, target, err := s.connector.connect(ctx)
+	server, target, err := conf.connector.connect(ctx)
 	cancel()
 	if err != nil {
 		s.metrics.errors.WithLabelValues("upstream_connect").Inc()
@@ -97,7 +113,8 @@ func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, s
 	defer s.untrack(server)
 	_ = server.SetDeadline(s.loginDeadline(start))
 
-	ss := &session{srv: s, log: log, client: client, server: server, target: target, info: info, hook: hook}
+	ss := &session{srv: s, log: log, client: client, server: server, target: target, info: info, hook: hook, started: start, ended: make(chan struct{}),
+		maxBody: int(conf.cfg.Limits.MaxMessageBytes) - 4}
 	ss.toClient = bufio.NewWriterSize(client, writeBufSize)
 	ss.toServer = bufio.NewWriterSize(server, writeBufSize)
 	ss.fromClient = wire.NewReader(client, ss.toServer, readBufSize)
@@ -115,6 +132,10 @@ func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, s
 		ss.endStartup(err)
 		return
 	}
+	if info.console {
+		s.serveConsole(ss)
+		return
+	}
 	if hook != nil {
 		if err := hook.Started(exchange{ss}); err != nil {
 			ss.endStartup(err)
@@ -129,6 +150,10 @@ func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, s
 
 	s.register(ss)
 	defer s.unregister(ss)
+	ss.txStatus.Store('I')
+	ss.gate = s.pauses.gate(info.Database)
+	s.clients.add(ss)
+	defer s.clients.remove(ss)
 	if hook == nil && !info.TLS && target.tls == nil {
 		if busy, ok, err := ss.runFast(); ok {
 			if err != nil && !isBenign(err) {
@@ -160,7 +185,7 @@ func (x exchange) Receive() (wire.ServerMsg, []byte, error) {
 		return 0, nil, err
 	}
 	r := x.ss.fromServer
-	typ, n, err := r.Header(x.ss.srv.maxBody)
+	typ, n, err := r.Header(x.ss.maxBody)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -176,7 +201,7 @@ func (x exchange) Receive() (wire.ServerMsg, []byte, error) {
 func (ss *session) endStartup(err error) {
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		ss.srv.metrics.errors.WithLabelValues("login_timeout").Inc()
-		ss.log.Info("startup not finished within limits.login_timeout", zap.Duration("login_timeout", ss.srv.cfg.Limits.LoginTimeout))
+		ss.log.Info("startup not finished within limits.login_timeout", zap.Duration("login_timeout", ss.srv.limits().LoginTimeout))
 		return
 	}
 	if !isBenign(err) {
@@ -202,7 +227,7 @@ const (
 // binding cannot succeed through a proxy that terminates TLS.
 func (ss *session) authenticate() (ready bool, err error) {
 	for {
-		typ, n, err := ss.fromServer.Header(ss.srv.maxBody)
+		typ, n, err := ss.fromServer.Header(ss.maxBody)
 		if err != nil {
 			return false, err
 		}
@@ -251,7 +276,7 @@ func (ss *session) authenticate() (ready bool, err error) {
 		if err := ss.toClient.Flush(); err != nil {
 			return false, err
 		}
-		ctyp, cn, err := ss.fromClient.Header(ss.srv.maxBody)
+		ctyp, cn, err := ss.fromClient.Header(ss.maxBody)
 		if err != nil {
 			return false, err
 		}
@@ -358,6 +383,7 @@ func (ss *session) close() {
 	ss.closeOnce.Do(func() {
 		ss.client.Close()
 		ss.server.Close()
+		close(ss.ended)
 	})
 }
 
@@ -367,7 +393,7 @@ func (ss *session) clientLoop() error {
 	r, w, hook := ss.fromClient, ss.toServer, ss.hook
 	var scratch []byte
 	for {
-		typ, n, err := r.Header(ss.srv.maxBody)
+		typ, n, err := r.Header(ss.maxBody)
 		if err != nil {
 			ss.reportClientError(err)
 			if hook != nil {
@@ -383,6 +409,9 @@ func (ss *session) clientLoop() error {
 			}
 			_ = w.Flush()
 			return nil
+		}
+		if !ss.busy.Load() && !ss.holdIfPaused() {
+			return net.ErrClosed // ended while PAUSE held it
 		}
 		ss.busy.Store(true)
 		if hook == nil || !hook.ClientWants(t) {
@@ -418,11 +447,16 @@ func (ss *session) serverLoop() error {
 	r, w, hook := ss.fromServer, ss.toClient, ss.hook
 	var scratch []byte
 	for {
-		typ, n, err := r.Header(ss.srv.maxBody)
+		typ, n, err := r.Header(ss.maxBody)
 		if err != nil {
 			return err
 		}
 		t := wire.ServerMsg(typ)
+		if t == wire.ReadyForQuery && n == 1 {
+			if m, err := r.Peek(wire.HeaderLen + 1); err == nil {
+				ss.txStatus.Store(uint32(m[wire.HeaderLen]))
+			}
+		}
 		if hook == nil || !hook.ServerWants(t) {
 			if err := r.Forward(w, n); err != nil {
 				return err

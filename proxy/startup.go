@@ -78,7 +78,7 @@ func parseStartupParams(pkt []byte) (SessionInfo, error) {
 // GSSENCRequest ('N', once) and CancelRequest. It returns the connection to
 // use from now on (TLS-wrapped or not) and the StartupMessage, or a nil
 // packet when the connection is done (a CancelRequest was handled).
-func (s *Server) negotiate(conn net.Conn) (net.Conn, []byte, bool, error) {
+func (s *Server) negotiate(conn net.Conn, tlsConf *tls.Config) (net.Conn, []byte, bool, error) {
 	var tlsDone, gssDone bool
 	for {
 		pkt, err := readStartupPacket(conn)
@@ -91,7 +91,7 @@ func (s *Server) negotiate(conn net.Conn) (net.Conn, []byte, bool, error) {
 			if tlsDone || len(pkt) != 8 {
 				return conn, nil, tlsDone, &wire.ProtocolError{Msg: "unexpected SSLRequest"}
 			}
-			if s.tls == nil {
+			if tlsConf == nil {
 				if _, err := conn.Write([]byte{'N'}); err != nil {
 					return conn, nil, tlsDone, err
 				}
@@ -106,7 +106,7 @@ func (s *Server) negotiate(conn net.Conn) (net.Conn, []byte, bool, error) {
 			if _, err := conn.Write([]byte{'S'}); err != nil {
 				return conn, nil, tlsDone, err
 			}
-			tc := tls.Server(conn, s.tls)
+			tc := tls.Server(conn, tlsConf)
 			if err := tc.Handshake(); err != nil {
 				s.metrics.errors.WithLabelValues("tls").Inc()
 				return conn, nil, tlsDone, &tlsError{err}
@@ -151,5 +151,5 @@ func isBenign(err error) bool {
 
 // loginDeadline is when a client that has not finished startup is closed.
 func (s *Server) loginDeadline(start time.Time) time.Time {
-	return start.Add(s.cfg.Limits.LoginTimeout)
+	return start.Add(s.limits().LoginTimeout)
 }

@@ -80,6 +80,9 @@ type Loader struct {
 	refreshes atomic.Uint64
 	failures  atomic.Uint64
 	unwraps   atomic.Uint64
+	// refreshed is when the last refresh that succeeded for every keyring
+	// began (Unix nanoseconds).
+	refreshed atomic.Int64
 }
 
 // Stats counts a Loader's work, for metrics and tests.
@@ -159,6 +162,12 @@ func (l *Loader) Names() []string { return slices.Clone(l.names) }
 // version within Refresh plus one refresh's time of its creation.
 func (l *Loader) Refresh() time.Duration { return l.refresh }
 
+// LastRefresh is when the last refresh that read every keyring's versions
+// began: keys created before it are loaded. A growing age means pgcloak
+// cannot reach pgcloak.keys or the KMS (the keys already loaded keep
+// working).
+func (l *Loader) LastRefresh() time.Time { return time.Unix(0, l.refreshed.Load()) }
+
 // Stats returns the counters.
 func (l *Loader) Stats() Stats {
 	return Stats{Refreshes: l.refreshes.Load(), Failures: l.failures.Load(), Unwraps: l.unwraps.Load()}
@@ -219,6 +228,7 @@ func (l *Loader) refreshNow(ctx context.Context) error {
 func (l *Loader) refreshLocked(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
 	defer cancel()
+	begin := time.Now()
 	l.refreshes.Add(1)
 	recs, err := l.store.Records(ctx, l.names...)
 	if err != nil {
@@ -242,6 +252,7 @@ func (l *Loader) refreshLocked(ctx context.Context) error {
 		l.failures.Add(1)
 		return errors.Join(errs...)
 	}
+	l.refreshed.Store(begin.UnixNano())
 	return nil
 }
 

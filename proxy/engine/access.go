@@ -50,6 +50,16 @@ type Guard struct {
 // before the protection is installed.
 func (p *Protector) SetGuard(g Guard) { p.guard.Store(&g) }
 
+// SetPolicy replaces the access rules of the sessions that start from now
+// on (a reload), keeping the audit log.
+func (p *Protector) SetPolicy(policy *access.Policy) {
+	g := Guard{Policy: policy}
+	if old := p.guard.Load(); old != nil {
+		g.Audit = old.Audit
+	}
+	p.guard.Store(&g)
+}
+
 // UseMetrics makes sessions count protected values and refusals in m.
 // Call it before serving.
 func (p *Protector) UseMetrics(m *Metrics) { p.metrics.Store(m) }
@@ -110,7 +120,7 @@ func (ss *session) startGuard() error {
 	g.audit = audit.Session{ID: fmt.Sprintf("%x.%x", ss.started.Unix(), ss.backendPID), BackendPID: ss.backendPID, Role: ss.info.User,
 		ApplicationName: ss.info.ApplicationName, Client: ss.info.ClientAddr, Database: ss.info.Database}
 	facts := access.Session{Role: ss.info.User, ApplicationName: ss.info.ApplicationName, CertSubject: ss.info.CertSubject, CertCN: ss.info.CertCN}
-	prot := ss.prot.protection.Load()
+	prot := ss.rs.prot.Load()
 	g.cols = make(map[*column]*colAccess, len(prot.rules.cols))
 	for _, col := range prot.rules.cols {
 		d := access.Decision{Read: access.Plaintext, Write: true, Search: true, Rule: "no access section"}

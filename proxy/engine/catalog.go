@@ -38,6 +38,9 @@ type CatalogSource struct {
 	Connect func(ctx context.Context) (*pgx.Conn, error)
 	// Every is the period of the refresh (config catalog_refresh).
 	Every time.Duration
+	// Release, if set, runs once when a reload has replaced Rules and no
+	// session uses them any more (SetRules).
+	Release func()
 }
 
 // catalogWatch is the Protector's side of the refresh: sessions ask for one
@@ -45,8 +48,9 @@ type CatalogSource struct {
 type catalogWatch struct {
 	mu      sync.Mutex
 	running bool
-	kick    chan struct{}   // a refresh was asked for
-	waiters []chan struct{} // closed by the next refresh that starts after they asked
+	kick    chan struct{}      // a refresh was asked for
+	reloads chan reloadRequest // SetRules
+	waiters []chan struct{}    // closed by the next refresh that starts after they asked
 }
 
 // minRefreshGap bounds how often asked-for refreshes run.
@@ -63,6 +67,7 @@ func (s *Protector) WatchCatalog(ctx context.Context, src CatalogSource, loaded 
 	w.mu.Lock()
 	w.running = true
 	w.kick = make(chan struct{}, 1)
+	w.reloads = make(chan reloadRequest)
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
@@ -77,7 +82,7 @@ func (s *Protector) WatchCatalog(ctx context.Context, src CatalogSource, loaded 
 			conn.Close(context.Background())
 		}
 	}()
-	load := func() (*Protection, error) {
+	load := func(rules *Rules) (*Protection, error) {
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		if conn == nil || conn.IsClosed() {
@@ -87,18 +92,18 @@ func (s *Protector) WatchCatalog(ctx context.Context, src CatalogSource, loaded 
 			}
 			conn = c
 		}
-		p, err := src.Rules.Load(lctx, conn)
+		p, err := rules.Load(lctx, conn)
 		if err != nil {
 			conn.Close(context.Background())
 			conn = nil
 		}
 		return p, err
 	}
-	p, err := load()
+	p, err := load(src.Rules)
 	if err != nil {
 		return err
 	}
-	s.installProtection(p, nil)
+	s.installRules(p, src.Release)
 	s.loading.Store(nil)
 	if loaded != nil {
 		loaded()
@@ -111,6 +116,13 @@ func (s *Protector) WatchCatalog(ctx context.Context, src CatalogSource, loaded 
 		select {
 		case <-ctx.Done():
 			return nil
+		case req := <-w.reloads:
+			err := s.reload(req, load)
+			if err == nil && req.every > 0 {
+				tick.Reset(req.every)
+			}
+			req.done <- err
+			continue
 		case <-tick.C:
 		case <-w.kick:
 			if d := time.Since(last); d < minRefreshGap {
@@ -127,22 +139,24 @@ func (s *Protector) WatchCatalog(ctx context.Context, src CatalogSource, loaded 
 		w.waiters = nil
 		w.mu.Unlock()
 		last = time.Now()
-		next, err := load()
+		cur := s.current.Load()
+		next, err := load(cur.rules)
 		if err != nil {
 			s.log.Warn("catalog refresh failed; the last catalog read stays in force", zap.Error(err))
-		} else if old := s.protection.Load(); !next.Same(old.Snapshot) {
+		} else if old := cur.prot.Load(); !next.Same(old.Snapshot) {
+			cur.prot.Store(next)
 			s.installProtection(next, old)
 		}
+		s.refreshRetired(load)
 		for _, ch := range waiting {
 			close(ch)
 		}
 	}
 }
 
-// installProtection makes p the protection of new statements and logs what
-// changed since old.
+// installProtection logs what changed between old and p, the protection
+// that new statements are planned with now.
 func (s *Protector) installProtection(p, old *Protection) {
-	s.protection.Store(p)
 	was := map[string]bool{}
 	if old != nil {
 		for _, pr := range old.Problems {
@@ -205,12 +219,12 @@ func (w *catalogWatch) wakeLocked() {
 // Protecting reports whether protected columns have been loaded and the
 // load is complete (the protector may still be not ready because of what it
 // found: see Ready).
-func (s *Protector) Protecting() bool { return s.protection.Load() != nil && s.loading.Load() == nil }
+func (s *Protector) Protecting() bool { return s.protection() != nil && s.loading.Load() == nil }
 
 // Keys returns the keyrings protected columns are encrypted with (nil
 // before they are loaded).
 func (s *Protector) Keys() crypto.Keyrings {
-	if p := s.protection.Load(); p != nil {
+	if p := s.protection(); p != nil {
 		return p.keys
 	}
 	return nil

@@ -19,6 +19,11 @@
 // every result with protected values and every denial is counted for the
 // audit log and the metrics (tally.go).
 //
+// Reloads (reload.go): a configuration's rules form a rule set; a session
+// keeps the rule set it logged in with until it ends, and the catalog of
+// every rule set in use is kept in step. SetRules makes a new rule set the
+// one of new sessions.
+//
 // Concurrency: the relay's client loop and server loop call a session
 // concurrently (see proxy.Hook); the state both touch is under cloak.mu
 // (state.go), and the client loop waits (follow.go) only when a message

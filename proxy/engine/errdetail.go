@@ -99,7 +99,7 @@ func (ss *session) readableError(m []byte) []byte {
 // columnsOf returns the protected columns of schema.table, or every
 // protected column when table is "".
 func (ss *session) columnsOf(schema, table string) []*column {
-	p := ss.prot.protection.Load()
+	p := ss.rs.prot.Load()
 	if p == nil {
 		return nil
 	}

@@ -265,12 +265,25 @@ func (ss *session) observeParameter(name, value string) {
 const settingsQuery = "SELECT /* pgcloak: session settings */ pg_catalog.current_setting('search_path'), " +
 	"pg_catalog.current_setting('bytea_output'), pg_catalog.current_setting('extra_float_digits')"
 
-// Started implements proxy.Hook: it reads the settings the server does not
-// report, so that pgcloak starts with the session's real values.
+// Started implements proxy.Hook: it pins the session to its rule set
+// (reload.go) and reads the settings the server does not report, so that
+// pgcloak starts with the session's real values.
 func (ss *session) Started(x proxy.Exchange) error {
+	ss.acquire()
+	ss.pinned.Store(true)
 	if err := ss.startGuard(); err != nil {
+		ss.unpin()
 		return err
 	}
+	if err := ss.readSettings(x); err != nil {
+		ss.unpin()
+		return err
+	}
+	return nil
+}
+
+// readSettings runs settingsQuery.
+func (ss *session) readSettings(x proxy.Exchange) error {
 	if err := x.Send(wire.AppendQuery(nil, settingsQuery)); err != nil {
 		return err
 	}

@@ -148,14 +148,8 @@ func LoadProtection(ctx context.Context, conn *pgx.Conn, cfg *config.Config, key
 	if err != nil {
 		return nil, err
 	}
-	var problems []string
-	for _, pr := range p.Problems {
-		if pr.Blocking && (pr.Kind == catalog.KindColumnMissing || pr.Kind == catalog.KindColumnType) {
-			problems = append(problems, fmt.Sprintf("%s: %s", pr.Rule.ConfigKey(), pr.Message+"; "+pr.Fix))
-		}
-	}
-	if len(problems) > 0 {
-		return nil, &CatalogError{Problems: problems}
+	if err := configProblems(p); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

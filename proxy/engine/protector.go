@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,12 +18,21 @@ import (
 // it holds the protection of one database (rules, keys and the catalog as
 // last read) and makes the engine of each session to that database.
 // Sessions to other databases are relayed untouched.
+//
+// Rules are reloadable (SetRules). A session keeps the rule set it logged
+// in with until it ends; its catalog is kept in step all the same. New
+// sessions get the newest rule set at once. See reload.go.
 type Protector struct {
 	log *zap.Logger
 	// database is the protected database (admin_dsn's).
 	database string
-	// protection is the newest catalog read; nil until the first.
-	protection atomic.Pointer[Protection]
+	// current is the rule set of new sessions; nil until the first catalog
+	// read.
+	current atomic.Pointer[ruleSet]
+	// mu guards the sessions counts of rule sets and retired.
+	mu sync.Mutex
+	// retired are rule sets a reload replaced that sessions still use.
+	retired []*ruleSet
 	// loading, when set, is why the protected database is not served yet
 	// (keys or catalog not loaded): relaying would let plaintext through.
 	loading atomic.Pointer[string]
@@ -58,8 +68,16 @@ func (p *Protector) SetNotReady(reason string) { p.loading.Store(&reason) }
 // Install makes prot the protection, for a fixed catalog (tests, the demo):
 // WatchCatalog does it for serve.
 func (p *Protector) Install(prot *Protection) {
-	p.installProtection(prot, nil)
+	p.installRules(prot, nil)
 	p.loading.Store(nil)
+}
+
+// protection is the newest protection of the current rule set, or nil.
+func (p *Protector) protection() *Protection {
+	if rs := p.current.Load(); rs != nil {
+		return rs.prot.Load()
+	}
+	return nil
 }
 
 // Ready implements proxy.Hooks.
@@ -67,7 +85,7 @@ func (p *Protector) Ready() (bool, string) {
 	if r := p.loading.Load(); r != nil {
 		return false, *r
 	}
-	if prot := p.protection.Load(); prot != nil {
+	if prot := p.protection(); prot != nil {
 		if why := prot.notReadyReason(); why != "" {
 			return false, why
 		}
@@ -98,8 +116,8 @@ func (p *Protector) Session(info proxy.SessionInfo) (proxy.Hook, error) {
 	if ok, why := p.Ready(); !ok {
 		return nil, pgerr.New(pgerrcode.CannotConnectNow, "not ready: "+why)
 	}
-	prot := p.protection.Load()
-	ss := &session{prot: p, info: info, user: info.User, started: time.Now(), log: p.log.With(zap.String("client", info.ClientAddr), zap.String("user", info.User))}
-	ss.cloak = newCloak(prot, info.User)
+	rs := p.current.Load()
+	ss := &session{prot: p, rs: rs, info: info, user: info.User, started: time.Now(), log: p.log.With(zap.String("client", info.ClientAddr), zap.String("user", info.User))}
+	ss.cloak = newCloak(rs.prot.Load(), info.User)
 	return ss, nil
 }

@@ -150,7 +150,7 @@ func (ss *session) analyze(sql string) (*sqlplan.Analysis, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), unknownRelationRefresh)
 		ss.prot.RefreshCatalog(ctx)
 		cancel()
-		if p := ss.prot.protection.Load(); p != c.p {
+		if p := ss.rs.prot.Load(); p != c.p {
 			c.p = p
 			return ss.analyze(sql)
 		}

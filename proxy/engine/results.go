@@ -273,7 +273,7 @@ func (ss *session) rowDescription(m []byte) ([]byte, error) {
 	}
 	c.mu.Unlock()
 	plan := &rowPlan{fields: make([]fieldPlan, len(rd.Fields))}
-	p := ss.prot.protection.Load()
+	p := ss.rs.prot.Load()
 	refreshed := false
 	for i := range rd.Fields {
 		f := &rd.Fields[i]
@@ -286,7 +286,7 @@ func (ss *session) rowDescription(m []byte) ([]byte, error) {
 			ss.prot.RefreshCatalog(ctx)
 			cancel()
 			refreshed = true
-			p = ss.prot.protection.Load()
+			p = ss.rs.prot.Load()
 			col = p.lookup(f.TableOID, f.TableAttributeNumber)
 			if col == nil {
 				p.markUnprotected(f.TableOID)

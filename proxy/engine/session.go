@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"encoding/binary"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,8 +17,12 @@ import (
 // two relay loops; see state.go for who owns what.
 type session struct {
 	prot *Protector
-	log  *zap.Logger
-	info proxy.SessionInfo
+	// rs is the rule set the session keeps until it ends (reload.go);
+	// pinned while it counts as a user of it.
+	rs     *ruleSet
+	pinned atomic.Bool
+	log    *zap.Logger
+	info   proxy.SessionInfo
 	// user is the session user, for $user in search_path.
 	user  string
 	cloak *cloak
@@ -86,7 +91,7 @@ func (ss *session) ClientMessage(t wire.ClientMsg, m []byte, w *bufio.Writer) er
 	case wire.Query, wire.Parse, wire.Bind, wire.Describe, wire.Execute, wire.Close, wire.Sync, wire.FunctionCall:
 		// A catalog refresh may have made a new protection: statements
 		// are planned against the newest (the client loop owns c.p).
-		if p := ss.prot.protection.Load(); p != nil {
+		if p := ss.rs.prot.Load(); p != nil {
 			c.p = p
 		}
 		return ss.clientMessage(byte(t), m)
@@ -125,9 +130,10 @@ func (ss *session) ServerWants(t wire.ServerMsg) bool {
 }
 
 // ServerGone implements proxy.Hook: a client loop waiting for an answer
-// stops waiting.
+// stops waiting. The session is over: it no longer holds its rule set.
 func (ss *session) ServerGone() {
 	ss.endResult(nil, true) // rows sent before the end are recorded
+	ss.unpin()
 	c := ss.cloak
 	c.rows.endStreak()
 	c.mu.Lock()

@@ -188,7 +188,7 @@ func (ss *session) openValue(col *column, dst, raw []byte) ([]byte, error) {
 			// Another instance may have rotated: look for new versions once.
 			// When that fails the reason (Vault unreachable, say) is what
 			// the client and the DBA need to read.
-			rerr := ss.prot.protection.Load().reload()
+			rerr := ss.rs.prot.Load().reload()
 			plain, err = col.keyring.Decrypt(dst, raw, col.id)
 			if err != nil && rerr != nil {
 				err = fmt.Errorf("%w; loading new key versions failed: %v", err, rerr)
@@ -204,7 +204,7 @@ func (ss *session) openValue(col *column, dst, raw []byte) ([]byte, error) {
 // openSubject decrypts a Subject value.
 func (ss *session) openSubject(col *column, dst, raw []byte) ([]byte, error) {
 	// The server loop reads the newest protection (cloak.p is the client loop's).
-	keys := ss.prot.protection.Load().rules.subjects
+	keys := ss.rs.prot.Load().rules.subjects
 	h, err := crypto.ParseHeader(raw)
 	if err != nil {
 		return nil, keyError(col, err)
