@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -219,19 +220,36 @@ func (e *lcEnv) dsn(p *lcProxy) string {
 	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", harness.SuperUser, p.addr, e.db)
 }
 
-// lcBuildPgcloak builds the pgcloak binary into a temporary directory, for
-// tests that run the CLI as a separate process (to kill it).
+// lcBuildPgcloak builds the pgcloak binary, once per test run, into a
+// temporary directory that TestMain removes, for tests that run the CLI as a
+// separate process (to kill it or signal it).
 func lcBuildPgcloak(t testing.TB) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(file))
-	bin := filepath.Join(t.TempDir(), "pgcloak")
-	begin := time.Now()
-	c := exec.Command(harness.RequireBinary(t, "go"), "build", "-o", bin, ".")
-	c.Dir = root
-	if out, err := c.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	pgcloakBin.once.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Dir(filepath.Dir(file))
+		if pgcloakBin.dir, pgcloakBin.err = os.MkdirTemp("", "pgcloak-bin-"); pgcloakBin.err != nil {
+			return
+		}
+		pgcloakBin.path = filepath.Join(pgcloakBin.dir, "pgcloak")
+		begin := time.Now()
+		c := exec.Command(harness.RequireBinary(t, "go"), "build", "-o", pgcloakBin.path, ".")
+		c.Dir = root
+		if out, err := c.CombinedOutput(); err != nil {
+			pgcloakBin.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		t.Logf("built %s in %v", pgcloakBin.path, time.Since(begin).Round(time.Millisecond))
+	})
+	if pgcloakBin.err != nil {
+		t.Fatal(pgcloakBin.err)
 	}
-	t.Logf("built %s in %v", bin, time.Since(begin).Round(time.Millisecond))
-	return bin
+	return pgcloakBin.path
+}
+
+// pgcloakBin is the binary lcBuildPgcloak builds.
+var pgcloakBin struct {
+	once      sync.Once
+	dir, path string
+	err       error
 }

@@ -16,6 +16,9 @@ func TestMain(m *testing.M) {
 	plainCluster.stop()
 	tlsCluster.stop()
 	vaultServer.stop()
+	if pgcloakBin.dir != "" {
+		os.RemoveAll(pgcloakBin.dir)
+	}
 	os.Exit(code)
 }
 

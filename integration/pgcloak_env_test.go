@@ -21,6 +21,7 @@ type pgcloakProc struct {
 	addr string
 	srv  *proxy.Server
 	prot *engine.Protector // nil without tables
+	reg  *prometheus.Registry
 	stop func()
 }
 
@@ -29,7 +30,8 @@ type pgcloakProc struct {
 // server is then ready, when wantReady is set. stop (also a cleanup) ends it.
 func startPgcloak(t testing.TB, cfg *config.Config, log *zap.Logger, wantReady bool) *pgcloakProc {
 	t.Helper()
-	opts := proxy.Options{Logger: log, Registry: prometheus.NewRegistry()}
+	reg := prometheus.NewRegistry()
+	opts := proxy.Options{Logger: log, Registry: reg}
 	var prot *engine.Protector
 	if len(cfg.Tables) > 0 {
 		var err error
@@ -56,7 +58,7 @@ func startPgcloak(t testing.TB, cfg *config.Config, log *zap.Logger, wantReady b
 			closeKeys = c
 		}
 	}
-	p := &pgcloakProc{addr: ln.Addr().String(), srv: srv, prot: prot}
+	p := &pgcloakProc{addr: ln.Addr().String(), srv: srv, prot: prot, reg: reg}
 	stopped := false
 	p.stop = func() {
 		if stopped {

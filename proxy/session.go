@@ -8,7 +8,6 @@ import (
 	"errors"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -27,16 +26,13 @@ const (
 	writeBufSize = 32 << 10
 )
 
-// scratchKeep is the largest scratch buffer a loop keeps between messages.
-const scratchKeep = 1 << 20
-
 // session relays one client connection to its upstream connection.
 //
 // After authentication two goroutines run: the one that called runSession
 // reads the client and writes the server (clientLoop), another reads the
 // server and writes the client (serverLoop). Each owns its reader, the writer
-// it writes to and its scratch buffer; nothing else is shared but the busy
-// flag (and what the hook synchronizes itself).
+// it writes to and its buffer for large messages; nothing else is shared but
+// tx (and what the hook synchronizes itself).
 type session struct {
 	srv    *Server
 	log    *zap.Logger
@@ -58,16 +54,22 @@ type session struct {
 	// PostgreSQL; CancelRequests carrying it are forwarded to this session.
 	cancelKey string
 
-	// busy is set when the client sends a message and cleared by
-	// ReadyForQuery, so a client that vanishes mid-query gets its query
-	// cancelled rather than left running.
-	busy atomic.Bool
+	// tx follows requests and transaction boundaries, so a client that
+	// vanishes mid-query gets its query cancelled rather than left running,
+	// and the drain at shutdown closes the session only between
+	// transactions (drain.go).
+	tx txState
+	// drainMu guards woken (the drain has woken the session) and fast (the
+	// fast relay runs it).
+	drainMu sync.Mutex
+	woken   bool
+	fast    fastDrainer
 
 	closeOnce sync.Once
 }
 
 // runSession connects upstream, relays authentication and then the session.
-func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, start time.Time) {
+func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, start time.Time, lg *login) {
 	log := s.log.With(zap.Stringer("client", client.RemoteAddr()), zap.String("user", info.User), zap.String("database", info.Database))
 	var hook Hook
 	if s.hooks != nil {
@@ -113,8 +115,19 @@ func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, s
 		ss.endStartup(err)
 		return
 	}
+	if !lg.authenticated() {
+		// Authenticated, but max_client_connections sessions already run
+		// (they filled up while this one logged in).
+		s.metrics.connsRejected.WithLabelValues("too_many").Inc()
+		_, _ = ss.server.Write(terminateMsg)
+		ss.writeClientFatal(pgerr.New(pgerrcode.TooManyConnections, "sorry, too many clients already"))
+		return
+	}
 	if hook != nil {
-		if err := hook.Started(exchange{ss}); err != nil {
+		x := &exchange{ss: ss, large: wire.Large{Budget: &s.guard.budget}}
+		err := hook.Started(x)
+		x.large.Release()
+		if err != nil {
 			ss.endStartup(err)
 			ss.writeClientFatal(err)
 			return
@@ -127,6 +140,11 @@ func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, s
 
 	s.register(ss)
 	defer s.unregister(ss)
+	if !s.drain.join(ss) {
+		ss.sayGoodbye(ss.toClient) // shutting down: no new sessions
+		return
+	}
+	defer s.drain.leave(ss)
 	if hook == nil && !info.TLS && target.tls == nil {
 		if busy, ok, err := ss.runFast(); ok {
 			if err != nil && !isBenign(err) {
@@ -142,24 +160,28 @@ func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, s
 }
 
 // exchange is the server leg as Hook.Started sees it.
-type exchange struct{ ss *session }
+type exchange struct {
+	ss    *session
+	large wire.Large
+}
 
-func (x exchange) Send(msg []byte) error {
+func (x *exchange) Send(msg []byte) error {
 	_, err := x.ss.toServer.Write(msg)
 	return err
 }
 
-func (x exchange) Receive() (wire.ServerMsg, []byte, error) {
+func (x *exchange) Receive() (wire.ServerMsg, []byte, error) {
 	if err := x.ss.toServer.Flush(); err != nil {
 		return 0, nil, err
 	}
+	x.large.Release()
 	r := x.ss.fromServer
 	typ, n, err := r.Header(x.ss.srv.maxBody)
 	if err != nil {
 		return 0, nil, err
 	}
 	if !r.Fits(n) {
-		m, err := r.LargeMessage(nil, n)
+		m, err := r.LargeMessage(&x.large, n)
 		return wire.ServerMsg(typ), m, err
 	}
 	m, err := r.Message(n)
@@ -324,6 +346,9 @@ func (ss *session) relay() {
 		defer close(done)
 		defer ss.fromServer.Report() // each reader is owned by its loop
 		err := ss.serverLoop()
+		if err == errDrained {
+			ss.sayGoodbye(ss.toClient)
+		}
 		if ss.hook != nil {
 			ss.hook.ServerGone()
 		}
@@ -333,10 +358,13 @@ func (ss *session) relay() {
 		ss.close()
 	}()
 	err := ss.clientLoop()
+	if err == errDrained {
+		<-done // the server loop says goodbye before both legs close
+	}
 	if err != nil && !isBenign(err) {
 		ss.log.Info("client leg ended", zap.Error(err))
 	}
-	if err != nil && ss.busy.Load() {
+	if err != nil && ss.tx.busy() {
 		// The client went away with a query in flight; PostgreSQL would
 		// run it to the end (it notices a lost client only when it
 		// writes). Cancel it the way the client could have.
@@ -359,7 +387,8 @@ func (ss *session) close() {
 // the messages it wants. It returns nil when the client terminated cleanly.
 func (ss *session) clientLoop() error {
 	r, w, hook := ss.fromClient, ss.toServer, ss.hook
-	var scratch []byte
+	large := wire.Large{Budget: &ss.srv.guard.budget}
+	defer large.Release()
 	for {
 		typ, n, err := r.Header(ss.srv.maxBody)
 		if err != nil {
@@ -378,7 +407,9 @@ func (ss *session) clientLoop() error {
 			_ = w.Flush()
 			return nil
 		}
-		ss.busy.Store(true)
+		if !ss.tx.request(typ) {
+			return errDrained
+		}
 		if hook == nil || !hook.ClientWants(t) {
 			if err := r.Forward(w, n); err != nil {
 				return err
@@ -389,67 +420,104 @@ func (ss *session) clientLoop() error {
 		if r.Fits(n) {
 			m, err = r.Message(n)
 		} else {
-			m, err = r.LargeMessage(scratch[:0], n)
-			scratch = m
+			var refused bool
+			m, refused, err = ss.readWhole(&large, t, n)
+			if refused {
+				continue
+			}
 		}
 		if err != nil {
 			hook.ClientGone(w)
 			return err
 		}
-		if err := hook.ClientMessage(t, m, w); err != nil {
+		err = hook.ClientMessage(t, m, w)
+		large.Release()
+		if err != nil {
 			ss.writeClientFatal(err)
 			return err
-		}
-		if cap(scratch) > scratchKeep {
-			scratch = nil // do not keep a huge message's buffer
 		}
 	}
 }
 
 // serverLoop relays server messages to the client, through the hook for the
-// messages it wants, and flushes at each ReadyForQuery.
+// messages it wants, and flushes at each ReadyForQuery. It returns
+// errDrained when the drain at shutdown ends the session at a message
+// boundary (the caller says goodbye).
 func (ss *session) serverLoop() error {
 	r, w, hook := ss.fromServer, ss.toClient, ss.hook
-	var scratch []byte
+	large := wire.Large{Budget: &ss.srv.guard.budget}
+	defer large.Release()
 	for {
 		typ, n, err := r.Header(ss.srv.maxBody)
 		if err != nil {
+			if ss.tx.drained() {
+				return errDrained
+			}
 			return err
 		}
 		t := wire.ServerMsg(typ)
-		if hook == nil || !hook.ServerWants(t) {
+		wants := hook != nil && hook.ServerWants(t)
+		var status byte // of a ReadyForQuery
+		switch {
+		case !wants && t == wire.ReadyForQuery && r.Fits(n):
+			m, err := r.Message(n)
+			if err != nil {
+				return err
+			}
+			status = txStatus(m)
+			if _, err := w.Write(m); err != nil {
+				return err
+			}
+		case !wants:
 			if err := r.Forward(w, n); err != nil {
 				return err
 			}
-		} else {
+		default:
 			var m []byte
 			if r.Fits(n) {
 				m, err = r.Message(n)
 			} else {
-				m, err = r.LargeMessage(scratch[:0], n)
-				scratch = m
+				m, err = r.LargeMessage(&large, n)
 			}
 			if err != nil {
-				return err
-			}
-			if err := hook.ServerMessage(t, m, w); err != nil {
+				if e := overBudget(err, ss.srv.guard.budget.limit); e != nil {
+					ss.srv.metrics.errors.WithLabelValues("message_buffer_budget").Inc()
+					err = e
+				}
 				if e := fatalOf(err); e != nil {
 					_, _ = w.Write(e)
 					_ = w.Flush()
 				}
 				return err
 			}
-			if cap(scratch) > scratchKeep {
-				scratch = nil
-			}
-		}
-		if t == wire.ReadyForQuery {
-			ss.busy.Store(false)
-			if err := w.Flush(); err != nil {
+			status = txStatus(m)
+			err = hook.ServerMessage(t, m, w)
+			large.Release()
+			if err != nil {
+				if e := fatalOf(err); e != nil {
+					_, _ = w.Write(e)
+					_ = w.Flush()
+				}
 				return err
 			}
 		}
+		if t == wire.ReadyForQuery {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if ss.tx.ready(status) {
+				return errDrained
+			}
+		}
 	}
+}
+
+// txStatus is the transaction status of a ReadyForQuery message.
+func txStatus(m []byte) byte {
+	if len(m) > wire.HeaderLen {
+		return m[wire.HeaderLen]
+	}
+	return 0
 }
 
 // reportClientError tells the client why pgcloak ends its connection, when

@@ -4,8 +4,13 @@ package engine
 // protected parameters, Execute plans the rows of its portal.
 
 import (
+	"encoding/binary"
+	"strings"
+
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcloak/pgcloak/crypto"
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
 	"github.com/pgcloak/pgcloak/proxy/wire"
 )
@@ -78,15 +83,16 @@ func (ss *session) describeParsed() error {
 // one of that name once the server confirms (ParseComplete).
 func (ss *session) parse(m []byte) error {
 	c := ss.cloak
-	var msg pgproto3.Parse
-	if err := msg.Decode(m[wire.HeaderLen:]); err != nil {
-		return wire.Protocol("invalid Parse message: " + err.Error())
+	// msg.Query aliases m (see query).
+	msg, err := wire.ScanParse(m[wire.HeaderLen:])
+	if err != nil {
+		return err
 	}
 	st := &statement{name: msg.Name}
 	a, err := ss.analyze(msg.Query)
-	var sql []byte
-	if err == nil {
-		sql, err = ss.rewriteSQL(msg.Query, a)
+	var out []byte // the rewritten message, built in place
+	if err == nil && a != nil {
+		out, err = ss.rewriteSQL(parseHead(msg.Name), msg.Query, a)
 	}
 	if err == nil && a != nil {
 		err = st.plan(a, c.p)
@@ -94,39 +100,29 @@ func (ss *session) parse(m []byte) error {
 	if err == nil && a != nil && len(a.Statements) == 1 {
 		st.effects = a.Statements[0].Effects
 		st.changes = ss.statementChanges(0, &a.Statements[0])
-		st.qualified, st.sql, st.planKey = qualifiers(&a.Statements[0]), msg.Query, c.view.Key()
+		st.qualified, st.planKey = qualifiers(&a.Statements[0]), c.view.Key()
+		if len(st.qualified) > 0 {
+			st.sql = strings.Clone(msg.Query) // checkQualified plans it again
+		}
 	}
 	if err != nil {
 		if err = ss.refuse(err); err != nil {
-			c.mu.Lock()
-			// Binds to it in this group must not carry their values to
-			// the server (which skips them after the failed Parse anyway).
-			c.q.push(pending{kind: pParse, refusal: err, group: c.group,
-				changes: []stmtChange{{name: msg.Name, st: &statement{name: msg.Name, refused: true}}}})
-			c.mu.Unlock()
-			c.dropCopy = true
-			bad := pgproto3.Parse{Name: msg.Name, Query: refusedSQL}
-			out, _ := bad.Encode(c.inject())
-			_, werr := ss.toServer.Write(out)
-			return werr
+			return ss.refuseParse(msg.Name, err)
 		}
 		st = &statement{name: msg.Name}
-		sql = nil
-	}
-	changed := sql != nil
-	if changed {
-		msg.Query = string(sql)
+		out = nil
 	}
 	// A client may declare the logical type of a protected parameter; the
 	// server must see bytea.
+	oids, oidsChanged := msg.ParamOIDs, false
 	for i, col := range st.params {
-		if col != nil && i < len(msg.ParameterOIDs) && msg.ParameterOIDs[i] != 0 {
+		if col != nil && i < len(oids) && oids[i] != 0 {
 			if st.declared == nil {
 				st.declared = make([]uint32, len(st.params))
 			}
-			st.declared[i] = msg.ParameterOIDs[i]
-			msg.ParameterOIDs[i] = byteaOID
-			changed = true
+			st.declared[i] = oids[i]
+			oids[i] = byteaOID
+			oidsChanged = true
 		}
 	}
 	c.mu.Lock()
@@ -138,16 +134,35 @@ func (ss *session) parse(m []byte) error {
 		// pipeline, so the answer would come too late to help).
 		c.describeNext = st
 	}
-	if !changed {
+	switch {
+	case out != nil:
+	case oidsChanged:
+		out = append(parseHead(msg.Name), msg.Query...)
+	default:
 		_, err = ss.toServer.Write(m)
 		return err
 	}
-	out, err := msg.Encode(c.inject())
-	if err != nil {
-		return err
-	}
-	_, err = ss.toServer.Write(out)
+	_, err = ss.toServer.Write(wire.EndMessage(wire.AppendParseTail(out, oids), 0))
 	return err
+}
+
+// parseHead is the start of a Parse message of statement name, up to its
+// query text (see wire.BeginMessage).
+func parseHead(name string) []byte {
+	out, _ := wire.BeginMessage(make([]byte, 0, wire.HeaderLen+len(name)+1), 'P')
+	return append(append(out, name...), 0)
+}
+
+// refuseParse sends PostgreSQL, in place of the Parse of statement name, one
+// that is bound to fail: the refusal err reaches the client where the
+// server's answer would have been, and Binds to the statement in this group
+// do not carry their values to the server (which skips them after the
+// failed Parse anyway).
+func (ss *session) refuseParse(name string, err error) error {
+	c := ss.cloak
+	bad, _ := (&pgproto3.Parse{Name: name, Query: refusedSQL}).Encode(c.inject())
+	return ss.sendRefused(pending{kind: pParse, refusal: err, group: c.group,
+		changes: []stmtChange{{name: name, st: &statement{name: name, refused: true}}}}, bad)
 }
 
 // plan records what the statement of a Parse does with protected columns:
@@ -296,53 +311,70 @@ func (ss *session) refuseBind(portalName string, refusal error) error {
 	c := ss.cloak
 	c.mu.Lock()
 	delete(c.portals, portalName)
-	c.q.push(pending{kind: pBind, refusal: refusal, group: c.group})
 	c.mu.Unlock()
-	c.dropCopy = true
-	bad := pgproto3.Bind{DestinationPortal: portalName, PreparedStatement: refusedStmt}
-	b, _ := bad.Encode(c.inject())
-	_, err := ss.toServer.Write(b)
-	return err
+	bad, _ := (&pgproto3.Bind{DestinationPortal: portalName, PreparedStatement: refusedStmt}).Encode(c.inject())
+	return ss.sendRefused(pending{kind: pBind, refusal: refusal, group: c.group}, bad)
 }
 
-// encryptBind rebuilds a Bind with the protected parameters encrypted and,
-// unless nil, these result formats.
+// encryptBind rebuilds a Bind with the protected parameters encrypted (sent
+// in binary: the raw ciphertext) and, unless nil, these result formats. The
+// message is built in one buffer and each ciphertext encrypted into it: the
+// client's values are read where they lie in m.
 func (ss *session) encryptBind(m []byte, st *statement, resultFormats []int16) ([]byte, error) {
 	var msg pgproto3.Bind
 	if err := msg.Decode(m[wire.HeaderLen:]); err != nil {
 		return nil, wire.Protocol("invalid Bind message: " + err.Error())
 	}
 	n := len(msg.Parameters)
-	formats := make([]int16, n)
-	for i := range formats {
-		switch len(msg.ParameterFormatCodes) {
-		case 0:
-		case 1:
-			formats[i] = msg.ParameterFormatCodes[0]
-		default:
-			if i < len(msg.ParameterFormatCodes) {
-				formats[i] = msg.ParameterFormatCodes[i]
-			}
+	// A ciphertext is the value's canonical text and some bytes: room for
+	// that (and a text a little longer than a binary value) from the start.
+	size := len(m) + 2*n
+	for i, v := range msg.Parameters {
+		if i < len(st.params) && st.params[i] != nil {
+			size += len(v)/8 + max(crypto.RandomizedOverhead, crypto.DeterministicOverhead) + 32
 		}
 	}
+	out, start := wire.BeginMessage(make([]byte, 0, size), 'B')
+	out = append(append(out, msg.DestinationPortal...), 0)
+	out = append(append(out, msg.PreparedStatement...), 0)
+	protected := func(i int) bool { return i < len(st.params) && st.params[i] != nil && msg.Parameters[i] != nil }
+	out = binary.BigEndian.AppendUint16(out, uint16(n))
+	for i := range n {
+		f := wire.FormatCode(msg.ParameterFormatCodes, i)
+		if protected(i) {
+			f = 1
+		}
+		out = binary.BigEndian.AppendUint16(out, uint16(f))
+	}
+	out = binary.BigEndian.AppendUint16(out, uint16(n))
 	for i, v := range msg.Parameters {
-		if i >= len(st.params) || st.params[i] == nil || v == nil {
+		if v == nil {
+			out = binary.BigEndian.AppendUint32(out, 0xffffffff) // NULL
+			continue
+		}
+		if !protected(i) {
+			out = binary.BigEndian.AppendUint32(out, uint32(len(v)))
+			out = append(out, v...)
 			continue
 		}
 		var declared uint32
 		if i < len(st.declared) {
 			declared = st.declared[i]
 		}
-		ct, err := ss.encryptAs(st.params[i], declared, formats[i], v)
+		at := len(out)
+		var err error
+		out, err = ss.appendEncryptedAs(append(out, 0, 0, 0, 0), st.params[i], declared, wire.FormatCode(msg.ParameterFormatCodes, i), v)
 		if err != nil {
 			return nil, err
 		}
-		msg.Parameters[i] = ct
-		formats[i] = 1
+		binary.BigEndian.PutUint32(out[at:], uint32(len(out)-at-4))
 	}
-	msg.ParameterFormatCodes = formats
-	if resultFormats != nil {
-		msg.ResultFormatCodes = resultFormats
+	if resultFormats == nil {
+		resultFormats = msg.ResultFormatCodes
 	}
-	return msg.Encode(nil)
+	out = binary.BigEndian.AppendUint16(out, uint16(len(resultFormats)))
+	for _, f := range resultFormats {
+		out = binary.BigEndian.AppendUint16(out, uint16(f))
+	}
+	return wire.EndMessage(out, start), nil
 }

@@ -2,11 +2,11 @@ package engine
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/jackc/pgerrcode"
 	"go.uber.org/zap"
@@ -162,11 +162,14 @@ func (ss *session) refuse(err error) error {
 // query handles a simple-protocol Query: one group on its own.
 func (ss *session) query(m []byte) error {
 	c := ss.cloak
-	sql := wire.CString(m[wire.HeaderLen:])
+	// The text aliases m, which may be most of a large message: nothing
+	// below keeps it (the analysis copies what it keeps), and a rewrite is
+	// built as the message to send.
+	sql := wire.CStringView(m[wire.HeaderLen:])
 	a, err := ss.analyze(sql)
 	var out []byte
 	if err == nil {
-		out, err = ss.rewriteSQL(sql, a)
+		out, err = ss.rewriteSQL(queryHeader[:], sql, a)
 	}
 	var cp *copyState
 	if err == nil && a != nil {
@@ -174,13 +177,7 @@ func (ss *session) query(m []byte) error {
 	}
 	if err != nil {
 		if err = ss.refuse(err); err != nil {
-			c.mu.Lock()
-			c.q.push(pending{kind: pSimple, refusal: err, group: c.group})
-			ss.endGroupLocked(c.q.last())
-			c.mu.Unlock()
-			c.dropCopy = true
-			_, werr := ss.toServer.Write(wire.AppendQuery(c.inject(), refusedSQL))
-			return werr
+			return ss.refuseQuery(err)
 		}
 		out, cp = nil, nil
 	}
@@ -204,8 +201,35 @@ func (ss *session) query(m []byte) error {
 	if out == nil {
 		_, err = ss.toServer.Write(m)
 	} else {
-		_, err = ss.toServer.Write(wire.AppendQuery(nil, string(out)))
+		_, err = ss.toServer.Write(wire.EndMessage(append(out, 0), 0))
 	}
+	return err
+}
+
+// queryHeader starts a rewritten Query (see wire.BeginMessage).
+var queryHeader = [wire.HeaderLen]byte{'Q'}
+
+// refuseQuery sends PostgreSQL, in place of a Query (or FunctionCall), one
+// that is bound to fail, so the refusal err reaches the client where the
+// server's answer would have been, and COPY data that may follow is dropped.
+func (ss *session) refuseQuery(err error) error {
+	c := ss.cloak
+	return ss.sendRefused(pending{kind: pSimple, refusal: err, group: c.group}, wire.AppendQuery(c.inject(), refusedSQL))
+}
+
+// sendRefused queues e, the refusal of a client message, and sends bad,
+// the message bound to fail that goes to the server in its place. COPY data
+// that follows in the group is dropped; a refused Query ends its group.
+func (ss *session) sendRefused(e pending, bad []byte) error {
+	c := ss.cloak
+	c.mu.Lock()
+	c.q.push(e)
+	if e.kind == pSimple {
+		ss.endGroupLocked(c.q.last())
+	}
+	c.mu.Unlock()
+	c.dropCopy = true
+	_, err := ss.toServer.Write(bad)
 	return err
 }
 
@@ -301,11 +325,14 @@ func (ss *session) abandonCopy() {
 }
 
 // rewriteSQL replaces every literal the analysis maps to a protected column
-// with its ciphertext as a bytea literal. It returns nil when nothing changes.
-func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis) ([]byte, error) {
+// with its ciphertext as a bytea literal, and returns prefix followed by the
+// new text (a message header, say, so the message is built in place), or
+// nil when nothing changes.
+func (ss *session) rewriteSQL(prefix []byte, sql string, a *sqlplan.Analysis) ([]byte, error) {
 	if a == nil {
 		return nil, nil
 	}
+	c := ss.cloak
 	var out []byte
 	last := 0
 	// Statements that an earlier PREPARE of the same text defines (or an
@@ -338,68 +365,103 @@ func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis) ([]byte, error) {
 			}
 		}
 		for _, e := range edits {
+			if out == nil {
+				out = make([]byte, 0, len(prefix)+rewrittenSize(sql, a))
+				out = append(out, prefix...)
+			}
+			out = append(out, sql[last:e.Start]...)
+			last = e.End
 			if e.Backstop {
 				// DDL that creates a protected column through pgcloak
 				// gets the column's backstop in the same statement.
-				out = growSQL(out, sql)
-				out = append(out, sql[last:e.Start]...)
 				out = append(out, e.Verbatim...)
 				out = append(out, catalog.BackstopConstraint(e.Column.Name)...)
-				last = e.End
 				continue
 			}
 			if e.Column == nil {
 				// A relation name qualified with the schema planned for.
-				out = growSQL(out, sql)
-				out = append(out, sql[last:e.Start]...)
 				out = append(out, e.Verbatim...)
-				last = e.End
 				continue
 			}
 			if e.Null {
 				// NULL stays NULL; the range may hold a cast (NULL::text)
 				// that would not fit bytea.
-				out = growSQL(out, sql)
-				out = append(out, sql[last:e.Start]...)
 				out = append(out, "NULL"...)
-				if sqlplan.SpaceAfter(sql, e) {
-					out = append(out, ' ')
+			} else {
+				col := c.p.byPlan[e.Column]
+				if col == nil {
+					return nil, fmt.Errorf("internal: unknown column %s", e.Column)
 				}
-				last = e.End
-				continue
-			}
-			col := ss.cloak.p.byPlan[e.Column]
-			if col == nil {
-				return nil, fmt.Errorf("internal: unknown column %s", e.Column)
-			}
-			value := []byte(e.Value)
-			if isDecimalLiteral(sql[e.Start:e.End]) {
+				// Read in place: the value is only read.
+				value := unsafe.Slice(unsafe.StringData(e.Value), len(e.Value))
+				if isDecimalLiteral(sql[e.Start:e.End]) {
+					var err error
+					if value, err = ss.numericLiteral(col, value); err != nil {
+						return nil, err
+					}
+				}
+				// E'\\x…': the same bytes whether standard_conforming_strings
+				// is on or off ('\x…' would be read as escapes with it off).
+				out = append(out, `E'\\x`...)
 				var err error
-				if value, err = ss.numericLiteral(col, value); err != nil {
+				if out, err = ss.appendEncryptedHex(out, col, value); err != nil {
 					return nil, err
 				}
+				out = append(out, `'::bytea`...)
 			}
-			ct, err := ss.encrypt(col, 0, value)
-			if err != nil {
-				return nil, err
-			}
-			out = growSQL(out, sql)
-			out = append(out, sql[last:e.Start]...)
-			// E'\\x…': the same bytes whether standard_conforming_strings
-			// is on or off ('\x…' would be read as escapes with it off).
-			out = append(out, `E'\\x`...)
-			out = hex.AppendEncode(out, ct)
-			out = append(out, `'::bytea`...)
 			if sqlplan.SpaceAfter(sql, e) {
 				out = append(out, ' ')
 			}
-			last = e.End
 		}
 	}
 	if out == nil {
 		return nil, nil
 	}
 	return append(out, sql[last:]...), nil
+}
+
+// appendEncryptedHex appends the ciphertext of a literal's value for col
+// in hex. The ciphertext is encrypted into out itself and then spread into
+// hex in place (hexInPlace): no buffer of its own, however large the value.
+func (ss *session) appendEncryptedHex(out []byte, col *column, value []byte) ([]byte, error) {
+	at := len(out)
+	out, err := ss.appendEncrypted(out, col, 0, value)
+	if err != nil {
+		return nil, err
+	}
+	return hexInPlace(out, at), nil
+}
+
+// hexInPlace replaces b[at:] by its lower-case hex, which is twice as long.
+// It works from the end backward, so each byte is read before its two
+// digits overwrite it or anything after it.
+func hexInPlace(b []byte, at int) []byte {
+	n := len(b) - at
+	b = slices.Grow(b, n)[:at+2*n]
+	const digits = "0123456789abcdef"
+	for i := n - 1; i >= 0; i-- {
+		c := b[at+i]
+		b[at+2*i], b[at+2*i+1] = digits[c>>4], digits[c&0x0f]
+	}
+	return b
+}
+
+// rewrittenSize estimates the length of sql once rewritten (a's literals
+// encrypted: hex ciphertext is twice the value and some), so that the
+// rewrite is built without growing its buffer.
+func rewrittenSize(sql string, a *sqlplan.Analysis) int {
+	n := len(sql) + 256
+	for i := range a.Statements {
+		for _, e := range a.Statements[i].Edits {
+			n += 2*len(e.Value) + 256
+		}
+		if ex := a.Statements[i].Execute; ex != nil {
+			for _, arg := range ex.Args {
+				n += 2*len(arg.Value) + 256
+			}
+		}
+	}
+	return n
 }
 
 // checkJoins refuses comparisons between two deterministic columns unless
@@ -469,21 +531,8 @@ func unknownStatement(name string) error {
 		Message: fmt.Sprintf("prepared statement %q is not known to pgcloak (prepared inside server-side code, or never prepared), so pgcloak cannot tell which of its values to encrypt; prepare it through pgcloak", name)}
 }
 
-// growSQL returns out, allocated for a rewrite of sql if still nil.
-func growSQL(out []byte, sql string) []byte {
-	if out == nil {
-		out = make([]byte, 0, len(sql)+256)
-	}
-	return out
-}
-
-// encrypt turns a client value (format 0 text, 1 binary) for col into its
-// ciphertext.
-func (ss *session) encrypt(col *column, format int16, v []byte) ([]byte, error) {
-	return ss.appendEncrypted(nil, col, format, v)
-}
-
-// appendEncrypted is encrypt appending the value to dst.
+// appendEncrypted appends to dst the ciphertext of a client value (format 0
+// text, 1 binary) for col.
 func (ss *session) appendEncrypted(dst []byte, col *column, format int16, v []byte) ([]byte, error) {
 	return ss.appendEncryptedWith(dst, col, format, v, &ss.cloak.fmtClient)
 }
@@ -503,18 +552,18 @@ func (ss *session) appendEncryptedWith(dst []byte, col *column, format int16, v 
 	return out, nil
 }
 
-// encryptAs is encrypt for a parameter the client declared with type OID
-// declared (0: none): the value is read in that type first, then converted
-// to the column's logical type through its text form, as PostgreSQL's
-// assignment does.
-func (ss *session) encryptAs(col *column, declared uint32, format int16, v []byte) ([]byte, error) {
+// appendEncryptedAs is appendEncrypted for a parameter the client declared
+// with type OID declared (0: none): the value is read in that type first,
+// then converted to the column's logical type through its text form, as
+// PostgreSQL's assignment does.
+func (ss *session) appendEncryptedAs(dst []byte, col *column, declared uint32, format int16, v []byte) ([]byte, error) {
 	if declared == 0 || declared == col.typ.OID() {
-		return ss.encrypt(col, format, v)
+		return ss.appendEncrypted(dst, col, format, v)
 	}
 	dt, ok := values.ByOID(declared)
 	if !ok {
 		if format == 0 {
-			return ss.encrypt(col, 0, v) // unknown declared type sent as text: read it as the column's
+			return ss.appendEncrypted(dst, col, 0, v) // unknown declared type sent as text: read it as the column's
 		}
 		return nil, &pgerr.Error{Code: pgerrcode.DatatypeMismatch, Message: fmt.Sprintf("%s: parameter declared with type OID %d, which pgcloak cannot convert to %s; declare it as %s or leave it untyped", col, declared, col.typ, col.typ)}
 	}
@@ -523,5 +572,5 @@ func (ss *session) encryptAs(col *column, declared uint32, format int16, v []byt
 	if err != nil {
 		return nil, columnValueError(col, err)
 	}
-	return ss.encrypt(col, 0, text)
+	return ss.appendEncrypted(dst, col, 0, text)
 }

@@ -225,6 +225,28 @@ type cloak struct {
 	serverPlain []byte // decrypted plaintext
 }
 
+// scratchKeep is the largest scratch buffer kept from one message to the
+// next: one huge value must not stay in memory for the rest of a session.
+const scratchKeep = 1 << 20
+
+// trim drops scratch buffers larger than scratchKeep.
+func trim(b []byte) []byte {
+	if cap(b) > scratchKeep {
+		return nil
+	}
+	return b
+}
+
+// trimClient drops the client loop's large scratch buffers.
+func (c *cloak) trimClient() {
+	c.clientPlain = trim(c.clientPlain)
+}
+
+// trimServer drops the server loop's large scratch buffers.
+func (c *cloak) trimServer() {
+	c.rowScratch, c.hexScratch, c.serverPlain = trim(c.rowScratch), trim(c.hexScratch), trim(c.serverPlain)
+}
+
 // newCloak returns the state of a new session of user with protection p.
 func newCloak(p *Protection, user string) *cloak {
 	c := &cloak{
