@@ -20,10 +20,6 @@ import (
 	"github.com/pgcloak/pgcloak/proxy/engine"
 )
 
-// shutdownGrace is how long serve waits for sessions to end after SIGTERM
-// before closing them.
-const shutdownGrace = 30 * time.Second
-
 func serveCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
@@ -93,7 +89,12 @@ func serve(cfg *config.Config, log *zap.Logger, r *reloader) error {
 		defer hs.Close()
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGTERM (or ^C) drains: see proxy.Server.Shutdown. A second one
+	// closes every session at once.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	fatal := make(chan error, 1)
 	closeKeys := func() {}
@@ -107,20 +108,34 @@ func serve(cfg *config.Config, log *zap.Logger, r *reloader) error {
 			closeKeys() // zero the data keys after the last session
 		}()
 	}
+	drained := make(chan struct{})
 	go func() {
+		defer close(drained)
 		select {
-		case <-ctx.Done():
+		case <-sigs:
 		case err := <-fatal:
 			log.Error("cannot serve", zap.Error(err))
 			fatal <- err
 		}
 		srv.SetNotReady("shutting down")
-		log.Info("shutting down: waiting for sessions to end", zap.Duration("grace", shutdownGrace))
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		log.Info("shutting down: closing idle sessions, waiting for busy ones (a second SIGTERM closes them at once)",
+			zap.Duration("shutdown_timeout", cfg.ShutdownTimeout))
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
+		go func() {
+			select {
+			case <-sigs:
+				log.Warn("second signal: closing every session now")
+				srv.Close()
+			case <-sctx.Done():
+			}
+		}()
 		_ = srv.Shutdown(sctx)
 	}()
 	err = srv.Serve(ln)
+	if err == nil {
+		<-drained // Serve returns when the drain closes the listener
+	}
 	srv.Close()
 	stop()
 	select {

@@ -89,6 +89,10 @@ type Config struct {
 	// AdminAuthDatabase is the upstream database that the console's logins
 	// are checked against (the role must be allowed to connect to it).
 	AdminAuthDatabase string `yaml:"admin_auth_database"`
+	// ShutdownTimeout is how long SIGTERM waits for busy sessions (in a
+	// statement or a transaction) before closing them; idle ones are closed
+	// at once.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
 // TLS is the client-leg TLS configuration. After Load or Parse, relative paths
@@ -100,16 +104,58 @@ type TLS struct {
 	KeyFile string `yaml:"key_file"`
 	// ClientCAFile, when set, requires and verifies client certificates.
 	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientMode is what clients must do, as PgBouncer's
+	// client_tls_sslmode: disable, allow, prefer, require, verify-ca or
+	// verify-full. Empty: verify-ca with ClientCAFile, else prefer.
+	ClientMode string `yaml:"client_mode"`
 }
 
-// Limits bounds connections, login time and message size.
+// Client TLS modes (tls.client_mode).
+const (
+	ClientTLSDisable    = "disable"     // SSLRequest is answered 'N'
+	ClientTLSAllow      = "allow"       // TLS if the client asks (same as prefer)
+	ClientTLSPrefer     = "prefer"      // TLS if the client asks
+	ClientTLSRequire    = "require"     // TLS required
+	ClientTLSVerifyCA   = "verify-ca"   // TLS with a client certificate signed by client_ca_file
+	ClientTLSVerifyFull = "verify-full" // verify-ca, and the certificate's CN is the user name
+)
+
+// ClientTLSModes are the values of tls.client_mode, weakest first.
+var ClientTLSModes = []string{ClientTLSDisable, ClientTLSAllow, ClientTLSPrefer, ClientTLSRequire, ClientTLSVerifyCA, ClientTLSVerifyFull}
+
+// Mode returns the client TLS mode in force: ClientMode, or its default.
+func (t *TLS) Mode() string {
+	switch {
+	case t == nil:
+		return ClientTLSDisable
+	case t.ClientMode != "":
+		return t.ClientMode
+	case t.ClientCAFile != "":
+		return ClientTLSVerifyCA
+	}
+	return ClientTLSPrefer
+}
+
+// Limits bounds connections, login time, message size and memory.
 type Limits struct {
-	// MaxClientConnections is the number of client connections served at once.
+	// MaxClientConnections is the number of authenticated client sessions
+	// served at once.
 	MaxClientConnections int `yaml:"max_client_connections"`
+	// MaxPendingLogins is the number of client connections that may be
+	// open at once without having authenticated yet; they do not count
+	// toward MaxClientConnections.
+	MaxPendingLogins int `yaml:"max_pending_logins"`
 	// LoginTimeout bounds the time from accept to the first ReadyForQuery.
 	LoginTimeout time.Duration `yaml:"login_timeout"`
 	// MaxMessageBytes is the largest protocol message accepted from either side.
 	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
+	// MessageBufferBudget bounds the memory, across all sessions, of the
+	// messages pgcloak must hold whole to look into them (Query, Parse,
+	// Bind, and rows and COPY data of protected tables, beyond 32 KiB).
+	MessageBufferBudget ByteSize `yaml:"message_buffer_budget"`
+	// CancelRate is how many CancelRequests one source address may send
+	// per second (in bursts of as many); more are dropped.
+	CancelRate int `yaml:"cancel_rate"`
 }
 
 // ByteSize is a size in bytes written as a number or with a unit
@@ -124,12 +170,16 @@ func Default() *Config {
 		Listen: "127.0.0.1:6432",
 		Limits: Limits{
 			MaxClientConnections: 1000,
+			MaxPendingLogins:     100,
 			LoginTimeout:         10 * time.Second,
 			MaxMessageBytes:      1 << 30,
+			MessageBufferBudget:  256 << 20,
+			CancelRate:           20,
 		},
 		KeyRefresh:        DefaultKeyRefresh,
 		CatalogRefresh:    DefaultCatalogRefresh,
 		AdminAuthDatabase: "postgres",
+		ShutdownTimeout:   30 * time.Second,
 	}
 }
 

@@ -64,7 +64,7 @@ func writeTLS(t *testing.T, dir string) {
 }
 
 // topLevelKeys lists the top-level keys as errors name them.
-const topLevelKeys = "listen, upstream, admin_dsn, metrics_listen, tls, limits, kms, keys, key_refresh, tables, catalog_refresh, allow_missing_backstop, shadow, access, audit, subjects, shred_window, subject_cache, retention, retention_schedule, log_level, admin_users, admin_auth_database"
+const topLevelKeys = "listen, upstream, admin_dsn, metrics_listen, tls, limits, kms, keys, key_refresh, tables, catalog_refresh, allow_missing_backstop, shadow, access, audit, subjects, shred_window, subject_cache, retention, retention_schedule, log_level, admin_users, admin_auth_database, shutdown_timeout"
 
 // TestParseErrors checks every kind of mistake: each want line is
 // "LINE: KEY: message" after the file name, DIR stands for the file's
@@ -100,9 +100,9 @@ func TestParseErrors(t *testing.T) {
 		{"unknown top-level key", up + "lisen: 127.0.0.1:1\n", []string{
 			`2: lisen: unknown key; did you mean "listen"? known keys: ` + topLevelKeys}},
 		{"unknown nested key", up + "limits:\n  max_conections: 5\n", []string{
-			`3: limits.max_conections: unknown key; known keys: max_client_connections, login_timeout, max_message_bytes`}},
+			`3: limits.max_conections: unknown key; known keys: max_client_connections, max_pending_logins, login_timeout, max_message_bytes, message_buffer_budget, cancel_rate`}},
 		{"nested key one typo away", up + "limits:\n  max_client_conections: 5\n", []string{
-			`3: limits.max_client_conections: unknown key; did you mean "max_client_connections"? known keys: max_client_connections, login_timeout, max_message_bytes`}},
+			`3: limits.max_client_conections: unknown key; did you mean "max_client_connections"? known keys: max_client_connections, max_pending_logins, login_timeout, max_message_bytes, message_buffer_budget, cancel_rate`}},
 		{"duplicate key", up + "listen: :1\nlisten: :2\n", []string{
 			`3: listen: duplicate key (first at line 2); keep one of them`}},
 		{"integer expected", up + "limits:\n  max_client_connections: lots\n", []string{
@@ -123,6 +123,12 @@ func TestParseErrors(t *testing.T) {
 			`3: limits.login_timeout: duration "10" has no unit; write e.g. 10s, 1m30s, 500ms or 2min`}},
 		{"bad size", up + "limits:\n  max_message_bytes: 1 XB\n", []string{
 			`3: limits.max_message_bytes: unknown unit "XB" in size "1 XB"; ` + sizeHint}},
+		{"new limits out of range", up + "limits:\n  max_pending_logins: 0\n  message_buffer_budget: 64kB\n  cancel_rate: 0\n", []string{
+			`3: limits.max_pending_logins: must be at least 1, got 0; the default is 100`,
+			`4: limits.message_buffer_budget: must be between 1MB and 1TB, got 64kB; the default is 256MB`,
+			`5: limits.cancel_rate: must be at least 1 (CancelRequests per second from one address), got 0; the default is 20`}},
+		{"shutdown_timeout out of range", up + "shutdown_timeout: 2h\n", []string{
+			`2: shutdown_timeout: must be from 0s to 1h, got 2h0m0s; the default is 30s`}},
 
 		// Addresses.
 		{"listen without port", up + "listen: \"6432\"\n", []string{
@@ -189,12 +195,18 @@ func TestParseErrors(t *testing.T) {
 			`2: tls: cannot load DIR/notpem.txt and DIR/server.key as a key pair: tls: failed to find any PEM data in certificate input; give a PEM certificate and its unencrypted PEM private key`}},
 		{"client CA missing", up + "tls:\n  cert_file: server.crt\n  key_file: server.key\n  client_ca_file: nope.crt\n", []string{
 			`5: tls.client_ca_file: cannot read DIR/nope.crt: no such file or directory; check the path (a relative path starts at the config file's directory)`}},
+		{"unknown client TLS mode", up + "tls:\n  cert_file: server.crt\n  key_file: server.key\n  client_mode: always\n", []string{
+			`5: tls.client_mode: unknown mode "always"; use one of disable, allow, prefer, require, verify-ca, verify-full (PgBouncer's client_tls_sslmode values)`}},
+		{"verify-ca without a client CA", up + "tls:\n  cert_file: server.crt\n  key_file: server.key\n  client_mode: verify-full\n", []string{
+			`5: tls.client_mode: verify-full checks client certificates, which needs tls.client_ca_file; add client_ca_file: ca.crt (the CA that signs them), or use require`}},
+		{"client CA that require ignores", up + "tls:\n  cert_file: server.crt\n  key_file: server.key\n  client_ca_file: ca.crt\n  client_mode: require\n", []string{
+			`6: tls.client_mode: require does not check client certificates, but tls.client_ca_file is set; use verify-ca or verify-full, or remove client_ca_file`}},
 		{"client CA without certificates", up + "tls:\n  cert_file: server.crt\n  key_file: server.key\n  client_ca_file: notpem.txt\n", []string{
 			`5: tls.client_ca_file: DIR/notpem.txt contains no PEM certificates; give the CA certificate(s) that sign client certificates, in PEM`}},
 		{"unknown tls key and missing files", up + "tls:\n  cert: server.crt\n", []string{
 			`2: tls.cert_file: required when tls is set; add cert_file: server.crt (PEM), or remove tls to serve only plaintext clients`,
 			`2: tls.key_file: required when tls is set; add key_file: server.key (PEM), or remove tls to serve only plaintext clients`,
-			`3: tls.cert: unknown key; known keys: cert_file, key_file, client_ca_file`}},
+			`3: tls.cert: unknown key; known keys: cert_file, key_file, client_ca_file, client_mode`}},
 
 		// Every problem at once, sorted by line although found out of order.
 		{"all problems sorted by line", "listen: nowhere\nlimits:\n  max_client_connections: -1\n  login_timeout: forever\nextra: 1\n", []string{
@@ -236,10 +248,11 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		Listen:     "127.0.0.1:6432",
-		Upstream:   "host=127.0.0.1",
-		Limits:     Limits{MaxClientConnections: 1000, LoginTimeout: 10 * time.Second, MaxMessageBytes: 1 << 30},
-		KeyRefresh: 30 * time.Second, CatalogRefresh: 5 * time.Second,
+		Listen:   "127.0.0.1:6432",
+		Upstream: "host=127.0.0.1",
+		Limits: Limits{MaxClientConnections: 1000, MaxPendingLogins: 100, LoginTimeout: 10 * time.Second,
+			MaxMessageBytes: 1 << 30, MessageBufferBudget: 256 << 20, CancelRate: 20},
+		KeyRefresh: 30 * time.Second, CatalogRefresh: 5 * time.Second, ShutdownTimeout: 30 * time.Second,
 		AdminAuthDatabase: "postgres",
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -267,10 +280,12 @@ func TestExampleRoundTrip(t *testing.T) {
 	}
 	want := &Config{
 		Listen:        "127.0.0.1:6432",
-		Upstream:      "host=127.0.0.1 port=5432 sslmode=prefer",
+		Upstream:      "host=db.example.internal port=5432 sslmode=verify-full sslrootcert=system",
 		MetricsListen: "127.0.0.1:9187",
-		Limits:        Limits{MaxClientConnections: 1000, LoginTimeout: 10 * time.Second, MaxMessageBytes: 1 << 30},
-		AdminDSN:      "host=127.0.0.1 port=5432 user=pgcloak dbname=app",
+		Limits: Limits{MaxClientConnections: 1000, MaxPendingLogins: 100, LoginTimeout: 10 * time.Second,
+			MaxMessageBytes: 1 << 30, MessageBufferBudget: 256 << 20, CancelRate: 20},
+		ShutdownTimeout: 30 * time.Second,
+		AdminDSN:        "host=db.example.internal port=5432 user=pgcloak dbname=app sslmode=verify-full sslrootcert=system",
 		KMS: &KMS{Vault: &Vault{
 			Address:      "http://127.0.0.1:8200",
 			TransitMount: "transit",
@@ -301,7 +316,7 @@ func TestExampleRoundTrip(t *testing.T) {
 				"public.customers.birth_date": {"support": {Read: ReadMasked, Mask: "fixed:1900-01-01"}},
 			},
 		},
-		Audit: &Audit{File: filepath.Join(dir, "audit.log"), TransitKey: "pgcloak-audit", Buffer: 16384, OnFailure: AuditBlock, RotateSize: 256 << 20},
+		Audit:             &Audit{File: filepath.Join(dir, "audit.log"), TransitKey: "pgcloak-audit", Buffer: 16384, OnFailure: AuditBlock, RotateSize: 256 << 20},
 		LogLevel:          "info",
 		AdminUsers:        []string{},
 		AdminAuthDatabase: "postgres",

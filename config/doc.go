@@ -5,7 +5,7 @@
 // line, each as FILE:LINE: KEY: problem; how to fix it:
 //
 //	pgcloak.yaml:3: upstream: sets user, but user, database and password come from each client; remove user=… (or user@ in a URL)
-//	pgcloak.yaml:9: limits.max_client_conections: unknown key; did you mean "max_client_connections"? known keys: max_client_connections, login_timeout, max_message_bytes
+//	pgcloak.yaml:9: limits.max_client_conections: unknown key; did you mean "max_client_connections"? known keys: max_client_connections, max_pending_logins, login_timeout, max_message_bytes, message_buffer_budget, cancel_rate
 //	pgcloak.yaml:10: limits.login_timeout: must be more than 0 and at most 1h, got 2h0m0s; the default is 10s
 //
 // The error is an [*Error]; its Problems field holds the same lines as data.
@@ -24,7 +24,11 @@
 //     come from each client's own startup message and authentication, which
 //     pgcloak passes through. sslmode is one of disable, allow, prefer,
 //     require, verify-ca, verify-full. File paths inside upstream (sslrootcert,
-//     sslcert, sslkey) are read as libpq reads them, from the working directory.
+//     sslcert, sslkey) are read as libpq reads them, from the working
+//     directory; sslrootcert=system trusts the operating system's CAs. serve
+//     logs a warning at start for every host other than this machine (a
+//     loopback address or a unix socket) that upstream or admin_dsn reaches
+//     with less than verify-full.
 //   - metrics_listen (default: off): host:port serving Prometheus /metrics and
 //     the /healthz and /readyz probes.
 //   - tls (default: off, clients connect in plaintext): TLS on the client leg.
@@ -33,16 +37,38 @@
 //     then any intermediates.
 //   - tls.key_file (required with tls): the certificate's unencrypted PEM
 //     private key.
-//   - tls.client_ca_file (default: none): PEM CA certificate(s); when set,
-//     every client must present a certificate signed by one of them.
-//   - limits.max_client_connections (default 1000, at least 1): client
-//     connections served at once.
+//   - tls.client_ca_file (default: none): PEM CA certificate(s) that sign
+//     client certificates, for client_mode verify-ca and verify-full.
+//   - tls.client_mode (default prefer, or verify-ca when client_ca_file is
+//     set): what clients must do, as PgBouncer's client_tls_sslmode. disable:
+//     SSLRequest is answered 'N'; allow, prefer: TLS when the client asks;
+//     require: plaintext clients are refused (28000); verify-ca: TLS with a
+//     client certificate signed by client_ca_file; verify-full: verify-ca,
+//     and the certificate's common name is the user logging in.
+//   - limits.max_client_connections (default 1000, at least 1): authenticated
+//     sessions served at once; more get 53300.
+//   - limits.max_pending_logins (default 100, at least 1): connections not yet
+//     authenticated (TLS handshake, startup, authentication), which do not
+//     count toward max_client_connections; over it a connection is answered
+//     53300 at once.
 //   - limits.login_timeout (default 10s, more than 0 and at most 1h): time from
 //     accepting a connection to its first ReadyForQuery, TLS and
 //     authentication included.
 //   - limits.max_message_bytes (default 1GB, from 64kB to 1GB): largest
 //     protocol message accepted from either side. PostgreSQL itself limits a
 //     single field to 1GB.
+//   - limits.message_buffer_budget (default 256MB, from 1MB to 1TB): memory,
+//     all sessions together, for the messages pgcloak reads whole to look
+//     into them (an encrypting session's Query, Parse and Bind, rows and COPY
+//     data of protected tables, beyond 32 KiB). A client message over it is
+//     dropped and answered 53200 (54000 when larger than the budget itself);
+//     the session goes on.
+//   - limits.cancel_rate (default 20, at least 1): CancelRequests per second
+//     from one client address (an IPv6 /64), in bursts of as many; more are
+//     dropped unanswered.
+//   - shutdown_timeout (default 30s, from 0s to 1h): on SIGTERM, how long busy
+//     sessions (a statement running or a transaction open) may finish; idle
+//     ones are closed at once with 57P01, the rest with 57P01 then.
 //   - admin_dsn (required with keys or tables): pgcloak's own connection to
 //     the protected database, a full libpq string or URL with user and dbname
 //     ("host=10.0.0.5 port=5432 user=pgcloak dbname=app"); the password may

@@ -15,13 +15,17 @@ listen: 127.0.0.1:6432
 
 # The PostgreSQL server, in libpq keyword/value or postgres:// URL form (required).
 # User, database and password come from each client, so they are not set here.
-# sslmode=prefer falls back to plaintext; in production use verify-full with
-# sslrootcert=/etc/pgcloak/pg-ca.crt so that pgcloak checks whom it talks to.
+# verify-full checks PostgreSQL's certificate and host name; sslrootcert names the CA
+# that signs it: a PEM file such as /etc/pgcloak/pg-ca.crt (it must exist when pgcloak
+# starts), or "system" for the operating system's trusted CAs. pgcloak logs a warning at
+# start for a host reached with less than verify-full, unless it is this machine (a
+# loopback address or a unix socket): prefer falls back to plaintext, and require and
+# verify-ca do not check whom pgcloak talks to.
 # Several hosts (host=pg1,pg2 port=5432,5432) are tried in order, or at random with
 # load_balance_hosts=random; target_session_attrs (any, read-write, read-only, primary,
 # standby, prefer-standby) picks the host by role, as in libpq (needs admin_dsn, whose role
 # pgcloak uses to ask each host). A reload applies a new upstream to new sessions.
-upstream: "host=127.0.0.1 port=5432 sslmode=prefer"
+upstream: "host=db.example.internal port=5432 sslmode=verify-full sslrootcert=system"
 
 # Prometheus /metrics, /healthz and /readyz (optional; off when absent).
 metrics_listen: 127.0.0.1:9187
@@ -31,17 +35,31 @@ metrics_listen: 127.0.0.1:9187
 # tls:
 #   cert_file: server.crt       # PEM certificate, leaf first, then intermediates
 #   key_file: server.key        # its unencrypted PEM private key
-#   client_ca_file: ca.crt      # optional: require client certificates signed by this CA
+#   client_mode: require        # what clients must do, as PgBouncer's client_tls_sslmode:
+#                               #   disable | allow | prefer (TLS if the client asks) | require (TLS only) |
+#                               #   verify-ca (and a client certificate signed by client_ca_file) |
+#                               #   verify-full (verify-ca, and the certificate's CN is the user name);
+#                               # default: prefer, or verify-ca when client_ca_file is set
+#   client_ca_file: ca.crt      # with verify-ca or verify-full: the CA that signs client certificates
 
 limits:
-  max_client_connections: 1000  # client connections served at once (at least 1)
+  max_client_connections: 1000  # authenticated sessions served at once (at least 1); more get 53300
+  max_pending_logins: 100       # connections still in TLS or authentication, which do not count above (at least 1)
   login_timeout: 10s            # accept to ReadyForQuery, authentication included (at most 1h)
   max_message_bytes: 1GB        # largest protocol message from either side (64kB to 1GB)
+  message_buffer_budget: 256MB  # memory for messages held whole to be looked into (an encrypting session's
+                                # Query, Parse, Bind beyond 32kB), all sessions together (1MB to 1TB); over it: 53200
+  cancel_rate: 20               # CancelRequests per second from one client address; more are dropped (at least 1)
+
+# On SIGTERM pgcloak stops accepting, closes idle sessions (57P01) and lets busy ones (in a
+# statement or a transaction) finish for this long before closing them (0s to 1h). A second
+# SIGTERM closes every session at once.
+shutdown_timeout: 30s
 
 # pgcloak's own connection to the protected database (required with keys or tables). It
 # holds the wrapped data keys (table pgcloak.keys, made by pgcloak keys init). A full libpq
 # string with user and dbname; the password may come from PGPASSWORD or ~/.pgpass.
-admin_dsn: "host=127.0.0.1 port=5432 user=pgcloak dbname=app"
+admin_dsn: "host=db.example.internal port=5432 user=pgcloak dbname=app sslmode=verify-full sslrootcert=system"
 
 # Where the key-encryption keys (KEKs) live: exactly one of vault or local.
 kms:

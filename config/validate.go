@@ -24,6 +24,7 @@ var checks = []func(*loader, *Config){
 	checkUpstream,
 	checkTLS,
 	checkLimits,
+	checkShutdown,
 	checkTables,
 	checkKeys,
 	checkAccess,
@@ -197,6 +198,15 @@ func checkTLS(l *loader, c *Config) {
 			l.problem("tls.client_ca_file", "%s contains no PEM certificates; give the CA certificate(s) that sign client certificates, in PEM", t.ClientCAFile)
 		}
 	}
+	switch mode := t.ClientMode; {
+	case mode == "":
+	case !slices.Contains(ClientTLSModes, mode):
+		l.problem("tls.client_mode", "unknown mode %q; use one of %s (PgBouncer's client_tls_sslmode values)", mode, strings.Join(ClientTLSModes, ", "))
+	case (mode == ClientTLSVerifyCA || mode == ClientTLSVerifyFull) && t.ClientCAFile == "":
+		l.problem("tls.client_mode", "%s checks client certificates, which needs tls.client_ca_file; add client_ca_file: ca.crt (the CA that signs them), or use require", mode)
+	case mode != ClientTLSVerifyCA && mode != ClientTLSVerifyFull && t.ClientCAFile != "":
+		l.problem("tls.client_mode", "%s does not check client certificates, but tls.client_ca_file is set; use verify-ca or verify-full, or remove client_ca_file", mode)
+	}
 }
 
 // readFile resolves *path against the config file's directory (storing the
@@ -228,6 +238,14 @@ func checkLimits(l *loader, c *Config) {
 		l.problem("limits.max_client_connections", "must be at least 1, got %d; the default is %d",
 			lim.MaxClientConnections, def.MaxClientConnections)
 	}
+	if lim.MaxPendingLogins < 1 {
+		l.problem("limits.max_pending_logins", "must be at least 1, got %d; the default is %d",
+			lim.MaxPendingLogins, def.MaxPendingLogins)
+	}
+	if lim.CancelRate < 1 {
+		l.problem("limits.cancel_rate", "must be at least 1 (CancelRequests per second from one address), got %d; the default is %d",
+			lim.CancelRate, def.CancelRate)
+	}
 	if lim.LoginTimeout <= 0 || lim.LoginTimeout > time.Hour {
 		l.problem("limits.login_timeout", "must be more than 0 and at most 1h, got %s; the default is %s",
 			lim.LoginTimeout, def.LoginTimeout)
@@ -238,5 +256,18 @@ func checkLimits(l *loader, c *Config) {
 	if lim.MaxMessageBytes < minMsg || lim.MaxMessageBytes > maxMsg {
 		l.problem("limits.max_message_bytes", "must be between %s and %s, got %s; the default is %s",
 			ByteSize(minMsg), ByteSize(maxMsg), lim.MaxMessageBytes, def.MaxMessageBytes)
+	}
+	// Below 1MB a few ordinary rows of a protected table would not fit.
+	const minBudget, maxBudget = 1 << 20, 1 << 40
+	if lim.MessageBufferBudget < minBudget || lim.MessageBufferBudget > maxBudget {
+		l.problem("limits.message_buffer_budget", "must be between %s and %s, got %s; the default is %s",
+			ByteSize(minBudget), ByteSize(maxBudget), lim.MessageBufferBudget, def.MessageBufferBudget)
+	}
+}
+
+func checkShutdown(l *loader, c *Config) {
+	if c.ShutdownTimeout < 0 || c.ShutdownTimeout > time.Hour {
+		l.problem("shutdown_timeout", "must be from 0s to 1h, got %s; the default is %s",
+			c.ShutdownTimeout, Default().ShutdownTimeout)
 	}
 }

@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -229,19 +227,10 @@ func (e *lcEnv) dsn(p *lcProxy) string {
 	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", harness.SuperUser, p.addr, e.db)
 }
 
-// lcBuildPgcloak builds the pgcloak binary into a temporary directory, for
-// tests that run the CLI as a separate process (to kill it).
+// lcBuildPgcloak builds the pgcloak binary, once per test run, into a
+// temporary directory that TestMain removes, for tests that run the CLI as a
+// separate process (to kill it or signal it).
 func lcBuildPgcloak(t testing.TB) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(file))
-	bin := filepath.Join(t.TempDir(), "pgcloak")
-	begin := time.Now()
-	c := exec.Command(harness.RequireBinary(t, "go"), "build", "-o", bin, ".")
-	c.Dir = root
-	if out, err := c.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	t.Logf("built %s in %v", bin, time.Since(begin).Round(time.Millisecond))
-	return bin
+	return servedPgcloak(t)
 }

@@ -69,7 +69,7 @@ var servedBinary struct {
 }
 
 // servedPgcloak builds the binary on first use and returns its path.
-func servedPgcloak(t *testing.T) string {
+func servedPgcloak(t testing.TB) string {
 	t.Helper()
 	b := &servedBinary
 	b.once.Do(func() {

@@ -242,3 +242,42 @@ func TestTLSNoChannelBinding(t *testing.T) {
 		requireWorks(t, pgTLS, addr)
 	})
 }
+
+// TestTLSClientModes: tls.client_mode require refuses plaintext clients
+// with a server certificate alone (no client CA); verify-full takes only
+// client certificates whose common name is the user logging in; disable
+// answers SSLRequest with 'N' although a certificate is configured.
+func TestTLSClientModes(t *testing.T) {
+	t.Parallel()
+	pg := sharedPG(t)
+	serverCA := harness.NewCA(t, "pgcloak server CA")
+	clientCA := harness.NewCA(t, "pgcloak client CA")
+	verify := []string{"sslmode", "verify-full", "sslrootcert", serverCA.CertFile}
+	mode := func(m string, clientCA *harness.CA) func(*config.Config) {
+		withTLS := withClientTLS(t, serverCA, clientCA)
+		return func(cfg *config.Config) {
+			withTLS(cfg)
+			cfg.TLS.ClientMode = m
+		}
+	}
+
+	addr, _ := startProxy(t, pg, mode(config.ClientTLSRequire, nil))
+	_, err := tryConnect(t, dsn(pg, addr, harness.TrustUser))
+	requirePgError(t, err, "28000", "TLS is required")
+	requireTLS(t, connect(t, dsn(pg, addr, harness.TrustUser, verify...)))
+
+	addr, _ = startProxy(t, pg, mode(config.ClientTLSVerifyFull, clientCA))
+	own := clientCA.IssueClient(t, harness.TrustUser)
+	c := connect(t, dsn(pg, addr, harness.TrustUser, append(verify, "sslcert", own.CertFile, "sslkey", own.KeyFile)...))
+	requireTLS(t, c)
+	someoneElse := clientCA.IssueClient(t, harness.SCRAMUser)
+	_, err = tryConnect(t, dsn(pg, addr, harness.TrustUser, append(verify, "sslcert", someoneElse.CertFile, "sslkey", someoneElse.KeyFile)...))
+	requirePgError(t, err, "28000", "certificate authentication failed", harness.SCRAMUser)
+
+	addr, _ = startProxy(t, pg, mode(config.ClientTLSDisable, nil))
+	_, err = tryConnect(t, dsn(pg, addr, harness.TrustUser, "sslmode", "require"))
+	if err == nil || !strings.Contains(err.Error(), "server refused TLS connection") {
+		t.Errorf("sslmode=require against client_mode disable: %v, want TLS refused", err)
+	}
+	requireWorks(t, pg, addr)
+}

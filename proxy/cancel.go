@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"go.uber.org/zap"
@@ -35,8 +36,14 @@ func (s *Server) unregister(ss *session) {
 // BackendKeyData it carries. BackendKeyData passes through unchanged, so the
 // key is PostgreSQL's own; a key that matches no live session of this
 // pgcloak is dropped, so a client can cancel its own queries and nothing
-// else. As in PostgreSQL, the sender gets no answer either way.
-func (s *Server) handleCancel(pkt []byte) {
+// else. As in PostgreSQL, the sender gets no answer either way. Requests
+// from a source address beyond limits.cancel_rate are dropped unread, so
+// guessing a key's 32-bit secret takes years, not hours.
+func (s *Server) handleCancel(pkt []byte, from net.Addr) {
+	if !s.guard.cancels.allow(from) {
+		s.metrics.cancels.WithLabelValues("rate_limited").Inc()
+		return
+	}
 	key := string(pkt[8:])
 	s.mu.Lock()
 	ss := s.sessions[key]

@@ -55,7 +55,7 @@ func (c *clients) get(id uint64) *session {
 // atBoundary reports whether the session is between transactions with
 // nothing in flight: where PAUSE holds it.
 func (ss *session) atBoundary() bool {
-	return !ss.busy.Load() && ss.txStatus.Load() == 'I'
+	return !ss.tx.busy() && ss.txStatus.Load() == 'I'
 }
 
 // ClientInfo describes a client session (the console's SHOW CLIENTS and
@@ -100,7 +100,7 @@ func (ss *session) describe() ClientInfo {
 	switch {
 	case ss.waiting.Load():
 		ci.State = "paused"
-	case ss.busy.Load():
+	case ss.tx.busy():
 		ci.State = "active"
 	case ss.txStatus.Load() == 'T':
 		ci.State = "idle in transaction"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
 
 	"github.com/pgcloak/pgcloak/config"
 )
@@ -148,6 +149,58 @@ func startTLS(ctx context.Context, conn net.Conn, cfg *tls.Config) (net.Conn, er
 func putUint32(b []byte, v uint32) {
 	_ = b[3]
 	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+}
+
+// weakness says how t reaches PostgreSQL without checking whom it talks to
+// ("" when it checks, or when t is this machine: a unix socket or a
+// loopback address, where the traffic never leaves the host).
+func (t upstreamTarget) weakness() string {
+	if t.network == "unix" {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(t.addr)
+	if err != nil {
+		host = t.addr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() || host == "localhost" {
+		return ""
+	}
+	switch {
+	case t.tls == nil:
+		return t.addr + " in plaintext"
+	case t.tls.InsecureSkipVerify && t.tls.VerifyPeerCertificate == nil:
+		return t.addr + " over TLS without checking its certificate"
+	case t.tls.InsecureSkipVerify:
+		return t.addr + " over TLS without checking the host name (verify-ca)"
+	}
+	return ""
+}
+
+// warnUnverified logs, at start, the ways the connection string key (its
+// targets) reaches a PostgreSQL server on another host without verifying
+// it: sslmode below verify-full. A machine in the path could then read and
+// change the traffic, ciphertext and statements alike.
+func warnUnverified(log *zap.Logger, key string, targets []upstreamTarget) {
+	var weak []string
+	for _, t := range targets {
+		if w := t.weakness(); w != "" {
+			weak = append(weak, w)
+		}
+	}
+	if len(weak) > 0 {
+		log.Warn(key+" does not verify the PostgreSQL server it reaches: anyone on the network path can read and alter the traffic; "+
+			"set sslmode=verify-full with sslrootcert=FILE (the CA that signs the server's certificate) or sslrootcert=system",
+			zap.Strings("reached", weak))
+	}
+}
+
+// targets are every way c reaches PostgreSQL, host by host.
+func (c *connector) targets() []upstreamTarget {
+	var out []upstreamTarget
+	for _, h := range c.hosts {
+		out = append(out, h.targets...)
+	}
+	return out
 }
 
 // describe lists the targets for messages, e.g. "127.0.0.1:5432 (TLS)".

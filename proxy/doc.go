@@ -30,10 +30,12 @@
 // both relays (pause.go); upstream.go picks the host of a session by
 // target_session_attrs and load_balance_hosts.
 //
-// Framing (proxy/wire): one reader goroutine per direction reads whole
+// Framing (wire/frame.go): one reader goroutine per direction reads whole
 // messages from a 32 KiB buffer and forwards the raw frames; a message larger
 // than the buffer is streamed in chunks, so memory per connection is flat
-// whatever the result or COPY size. Output is flushed before any read that
+// whatever the result or COPY size. A larger message the hook must see whole
+// is read into a buffer that grows with the bytes received, charged to
+// limits.message_buffer_budget across all sessions (whole.go). Output is flushed before any read that
 // may block and on ReadyForQuery: pipelined traffic is batched into few
 // syscalls and nothing is held back while we wait. Passthrough allocates
 // nothing per message.
@@ -42,4 +44,9 @@
 // PostgreSQL's SQLSTATE for the condition and a message prefixed "pgcloak:".
 // When either leg goes away both are closed; a client that vanishes with a
 // query in flight has that query cancelled upstream.
+//
+// Limits (limits.go): connections not yet authenticated count against
+// limits.max_pending_logins, sessions against max_client_connections;
+// CancelRequests are rate-limited per source address. Shutdown (drain.go)
+// closes each session at its next transaction boundary with 57P01.
 package proxy

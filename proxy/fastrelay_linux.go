@@ -28,8 +28,9 @@ import (
 // is short (then it stops reading that leg: back-pressure, flat memory).
 //
 // The bytes are forwarded as read; a scanner follows the message framing to
-// enforce limits.max_message_bytes, spot Terminate and ReadyForQuery, and
-// count messages. Nothing is allocated per message.
+// enforce limits.max_message_bytes, spot Terminate, follow requests and
+// ReadyForQuery for the drain at shutdown (txState), and count messages.
+// Nothing is allocated per message.
 
 // fastBufSize is the read buffer of one direction of a fast session.
 const fastBufSize = 32 << 10
@@ -135,11 +136,11 @@ type pipe struct {
 	client, server half
 	maxBody        int
 	done           chan error // receives once, when the session ends
-	// busy: a client message is unanswered by ReadyForQuery (owned by the
-	// loop until done is sent); status: the transaction status of the last
-	// ReadyForQuery. The loop mirrors both into ss for the console.
-	busy   bool
+	// status: the transaction status of the last ReadyForQuery, which the
+	// loop mirrors into ss for the console and PAUSE; tx: the session's
+	// requests, ReadyForQuery and drain.
 	status byte
+	tx     *txState
 	closed bool
 	stats  [2]dirStats
 }
@@ -162,29 +163,33 @@ type half struct {
 
 // frameScan follows message boundaries across reads.
 type frameScan struct {
-	hdr  [wire.HeaderLen]byte
-	hn   int   // header bytes seen of the current message
-	left int64 // body bytes still to come of the current message
-	// wantStatus: the body of a ReadyForQuery comes next (its one byte is
-	// the transaction status).
-	wantStatus bool
+	hdr    [wire.HeaderLen]byte
+	hn     int   // header bytes seen of the current message
+	left   int64 // body bytes still to come of the current message
+	status bool  // the next body byte is a ReadyForQuery's status
 }
+
+// atBoundary reports whether the bytes scanned end at a message boundary.
+func (s *frameScan) atBoundary() bool { return s.hn == 0 && s.left == 0 }
 
 // scanResult is what a chunk held.
 type scanResult struct {
 	msgs      int
 	terminate bool // client: Terminate seen
-	ready     bool // server: ReadyForQuery seen
 	status    byte // server: the transaction status of the last ReadyForQuery seen (0: none)
-	request   bool // client: a message other than Terminate seen
+	drained   bool // client: the session is drained, the chunk must not go out; server: drain it now
 }
 
-func (s *frameScan) scan(b []byte, maxBody int, fromClient bool) (scanResult, error) {
+// scan follows the messages of b, recording the client's requests and the
+// server's ReadyForQuery in tx.
+func (s *frameScan) scan(b []byte, maxBody int, fromClient bool, tx *txState) (scanResult, error) {
 	var r scanResult
 	for len(b) > 0 {
 		if s.left > 0 {
-			if s.wantStatus {
-				r.status, s.wantStatus = b[0], false
+			if s.status {
+				s.status = false
+				r.status = b[0]
+				r.drained = tx.ready(b[0]) || r.drained
 			}
 			n := min(int64(len(b)), s.left)
 			s.left -= n
@@ -212,10 +217,14 @@ func (s *frameScan) scan(b []byte, maxBody int, fromClient bool) (scanResult, er
 		case fromClient && typ == 'X':
 			r.terminate = true
 		case fromClient:
-			r.request = true
+			if !tx.request(typ) {
+				r.drained = true
+				return r, nil
+			}
+		case typ == 'Z' && s.left == 1:
+			s.status = true
 		case typ == 'Z':
-			r.ready = true
-			s.wantStatus = s.left > 0
+			r.drained = tx.ready(0) || r.drained // malformed: count it, status unknown
 		}
 	}
 	return r, nil
@@ -243,14 +252,21 @@ func (ss *session) runFast() (busy, ok bool, err error) {
 		c    bool
 	}{{ss.fromClient, ss.toServer, &clientScan, true}, {ss.fromServer, ss.toClient, &serverScan, false}} {
 		if rest := leg.r.Rest(); len(rest) > 0 {
-			if _, err := leg.scan.scan(rest, ss.maxBody, leg.c); err != nil {
+			res, err := leg.scan.scan(rest, ss.maxBody, leg.c, &ss.tx)
+			if err != nil {
 				return false, true, err
 			}
-			leg.w.Write(rest)
+			if !(res.drained && leg.c) { // a drained client's requests do not go out
+				leg.w.Write(rest)
+			}
 		}
 		if err := leg.w.Flush(); err != nil {
 			return false, true, err
 		}
+	}
+	if ss.tx.drained() {
+		ss.sayGoodbye(ss.toClient) // drained before the fast relay started
+		return false, true, errDrained
 	}
 	clientFD, cerr := detach(ss.client)
 	if cerr != nil {
@@ -267,7 +283,7 @@ func (ss *session) runFast() (busy, ok bool, err error) {
 		syscall.Close(serverFD)
 		return false, true, lerr
 	}
-	p := &pipe{loop: l, ss: ss, maxBody: ss.maxBody, status: byte(ss.txStatus.Load()), done: make(chan error, 1)}
+	p := &pipe{loop: l, ss: ss, maxBody: ss.maxBody, status: byte(ss.txStatus.Load()), done: make(chan error, 1), tx: &ss.tx}
 	p.stats = [2]dirStats{ss.c2s, ss.s2c}
 	p.client = half{p: p, fd: clientFD, peer: &p.server, fromClient: true, buf: make([]byte, fastBufSize)}
 	p.server = half{p: p, fd: serverFD, peer: &p.client, buf: make([]byte, fastBufSize)}
@@ -282,11 +298,14 @@ func (ss *session) runFast() (busy, ok bool, err error) {
 		syscall.Close(serverFD)
 		return false, true, err
 	}
+	if ss.onFast(p) {
+		p.drain() // the drain came while the session moved here
+	}
 	err = <-p.done
 	if err == errFastTerminated {
 		err = nil
 	}
-	return p.busy, true, err
+	return ss.tx.busy(), true, err
 }
 
 // detach takes a TCP or Unix socket out of Go's poller: it duplicates the
@@ -329,6 +348,38 @@ func (f fdCloser) Close() error {
 		_ = syscall.Shutdown(f.p.server.fd, syscall.SHUT_RDWR)
 	}
 	return nil
+}
+
+// drain ends the session if the drain at shutdown has closed it (see
+// finishDrain). It may be called from any goroutine.
+func (p *pipe) drain() {
+	l := p.loop
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !p.closed && p.tx.drained() {
+		l.finishDrain(p)
+	}
+}
+
+// finishDrain ends a drained session (l.mu held): the client reads 57P01
+// after everything the server said, the server gets a Terminate, both at
+// message boundaries. A session forced closed while busy gets the 57P01
+// only if the client's stream is at a boundary, and no Terminate (its query
+// is cancelled by runSession). Writes are best effort: the sockets are
+// non-blocking and the session ends either way.
+func (l *relayLoop) finishDrain(p *pipe) {
+	forced := p.tx.forced()
+	toClientPending := p.server.off < p.server.end
+	if toClientPending && !forced {
+		return // flush() calls back once the client has taken it
+	}
+	if !toClientPending && p.server.scan.atBoundary() {
+		_, _ = syscall.Write(p.client.fd, shutdownFatal)
+	}
+	if !forced && p.client.off == p.client.end && p.client.scan.atBoundary() {
+		_, _ = syscall.Write(p.server.fd, terminateMsg)
+	}
+	l.teardown(p, errDrained)
 }
 
 func (l *relayLoop) add(p *pipe) error {
@@ -431,11 +482,15 @@ func (l *relayLoop) handle(h *half, events uint32) {
 			l.teardown(p, err)
 			return
 		}
+		if p.tx.drained() {
+			l.finishDrain(p)
+			return
+		}
 	}
 	if events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) == 0 || !h.reading {
 		return
 	}
-	if h.fromClient && !p.busy && p.status == 'I' && p.ss.gate != nil && p.ss.gate.paused.Load() {
+	if h.fromClient && !p.tx.busy() && p.status == 'I' && p.ss.gate != nil && p.ss.gate.paused.Load() {
 		// PAUSE: the client's next request stays unread until RESUME.
 		l.park(p)
 		return
@@ -453,7 +508,7 @@ func (l *relayLoop) handle(h *half, events uint32) {
 		return
 	}
 	h.nread += n
-	res, serr := h.scan.scan(h.buf[:n], p.maxBody, h.fromClient)
+	res, serr := h.scan.scan(h.buf[:n], p.maxBody, h.fromClient, p.tx)
 	h.nmsgs += res.msgs
 	if h.nmsgs >= 4096 {
 		h.report(p)
@@ -465,17 +520,14 @@ func (l *relayLoop) handle(h *half, events uint32) {
 		l.teardown(p, serr)
 		return
 	}
-	if res.request && !p.busy {
-		p.busy = true
-		p.ss.busy.Store(true)
-	}
-	if res.ready {
-		p.busy = false
-		p.ss.busy.Store(false)
-	}
 	if res.status != 0 {
 		p.status = res.status
 		p.ss.txStatus.Store(uint32(res.status))
+	}
+	if res.drained && h.fromClient {
+		// Drained: what the client sent now must not go out.
+		l.finishDrain(p)
+		return
 	}
 	h.off, h.end = 0, n
 	if err := l.flush(h); err != nil {
@@ -484,6 +536,10 @@ func (l *relayLoop) handle(h *half, events uint32) {
 	}
 	if res.terminate {
 		l.teardown(p, errFastTerminated)
+		return
+	}
+	if res.drained {
+		l.finishDrain(p)
 	}
 }
 

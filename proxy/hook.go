@@ -75,6 +75,14 @@ type Hook interface {
 	ClientWants(t wire.ClientMsg) bool
 	// ClientMessage handles a client message; w leads to the server.
 	ClientMessage(t wire.ClientMsg, msg []byte, w *bufio.Writer) error
+	// ClientRefused is called instead of ClientMessage for a message of
+	// type t that the relay could not hold whole
+	// (limits.message_buffer_budget): the message has been read and
+	// dropped, and head holds its first bytes (header included, at most
+	// 1 KiB). The hook answers the client with err in the message's place,
+	// keeping its pipeline in order; w leads to the server, which must not
+	// act on the message. An error returned ends the session.
+	ClientRefused(t wire.ClientMsg, head []byte, err error, w *bufio.Writer) error
 	// ClientGone is called when the client's side ended (it went away, or
 	// sent something the relay refused); w leads to the server, so that the
 	// hook can keep the server from acting on half a request (CopyFail).

@@ -53,8 +53,9 @@ func (s *Server) HostInfo() []HostInfo { return s.live.Load().connector.hostInfo
 // connections (the upstream setting, the client-leg certificate, key and
 // CA) and returns the function that makes it so. Nothing changes until
 // commit runs; commit never fails. It covers upstream (hosts, TLS,
-// routing), tls, limits, admin_users and admin_auth_database; sessions
-// already running keep their connections. listen is not reloadable: the
+// routing), tls, limits (the caps on logins, sessions, buffered messages and
+// CancelRequests apply from the next one on), admin_users and
+// admin_auth_database; sessions already running keep their connections. listen is not reloadable: the
 // caller keeps it as it was (Serve listens where it started).
 func (s *Server) PrepareReload(cfg *config.Config) (commit func(), err error) {
 	l, err := s.newLive(cfg)
@@ -64,6 +65,7 @@ func (s *Server) PrepareReload(cfg *config.Config) (commit func(), err error) {
 	return func() {
 		old := s.live.Swap(l)
 		old.connector.close()
+		s.guard.setLimits(cfg.Limits)
 		s.log.Info("new connections use the reloaded configuration", zap.String("upstream", l.connector.describe()))
 	}, nil
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -40,6 +39,8 @@ type Server struct {
 	active atomic.Int64 // client connections open now
 	fast   fastRelays   // epoll loops of plain sessions (fastrelay_linux.go)
 	wg     sync.WaitGroup
+	guard  *guard   // memory budget, login caps, cancel rate (limits.go)
+	drain  drainSet // the sessions Shutdown drains (drain.go)
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -99,16 +100,26 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.live.Store(l)
 	s.pauses.init(s)
+	s.guard = newGuard(cfg.Limits, opts.Registry)
+	warnUnverified(log, "upstream", l.connector.targets())
+	if cfg.AdminDSN != "" {
+		if admin, err := newConnector(&config.Config{Upstream: cfg.AdminDSN, Limits: cfg.Limits}, nil); err == nil {
+			warnUnverified(log, "admin_dsn", admin.targets())
+		}
+	}
 	return s, nil
 }
 
 func serverTLS(c *config.TLS) (*tls.Config, error) {
+	if c.Mode() == config.ClientTLSDisable {
+		return nil, nil
+	}
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if c.ClientCAFile != "" {
+	if m := c.Mode(); m == config.ClientTLSVerifyCA || m == config.ClientTLSVerifyFull {
 		pem, err := os.ReadFile(c.ClientCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls.client_ca_file: %w", err)
@@ -131,7 +142,7 @@ func (s *Server) Listen() (net.Listener, error) {
 // Serve accepts connections on ln until Close. It returns nil after Close.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.drain.isStarted() {
 		s.mu.Unlock()
 		ln.Close()
 		return nil
@@ -143,7 +154,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			if s.isClosed() {
+			if s.isClosed() || s.drain.isStarted() {
 				return nil
 			}
 			var ne net.Error
@@ -207,26 +218,6 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// Shutdown stops accepting and waits until every session has ended or ctx
-// is done; then it closes what is left.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closed = true
-	if s.ln != nil {
-		s.ln.Close()
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.Close()
-		return ctx.Err()
-	}
-}
-
 // ActiveConnections reports how many client connections are open.
 func (s *Server) ActiveConnections() int { return int(s.active.Load()) }
 
@@ -234,7 +225,7 @@ func (s *Server) ActiveConnections() int { return int(s.active.Load()) }
 func (s *Server) handleConn(conn net.Conn) {
 	defer s.wg.Done()
 	start := time.Now()
-	n := s.active.Add(1)
+	s.active.Add(1)
 	s.metrics.connsActive.Inc()
 	s.metrics.connsTotal.Inc()
 	defer func() {
@@ -250,6 +241,15 @@ func (s *Server) handleConn(conn net.Conn) {
 		_ = tc.SetNoDelay(true)
 	}
 	conf := s.settings()
+	lg, ok := s.guard.logins.start()
+	if !ok {
+		// Said before reading anything: a client waiting for the answer
+		// to its SSLRequest reads the ErrorResponse too.
+		s.reject(conn, "pending_logins", pgerrcode.TooManyConnections,
+			fmt.Sprintf("too many connections logging in (limits.max_pending_logins %d); try again", s.guard.logins.maxPending.Load()))
+		return
+	}
+	defer lg.end()
 	_ = conn.SetDeadline(s.loginDeadline(start))
 
 	c, pkt, tlsDone, err := s.negotiate(conn, conf.tls)
@@ -257,21 +257,25 @@ func (s *Server) handleConn(conn net.Conn) {
 		s.startupFailed(c, conn.RemoteAddr(), err)
 		return
 	}
-	if conf.tls != nil && conf.tls.ClientAuth == tls.RequireAndVerifyClientCert && !tlsDone {
-		s.reject(c, "tls_required", pgerrcode.InvalidAuthorizationSpecification, "TLS with a client certificate is required (tls.client_ca_file is set)")
+	if code, msg := clientTLSRefusal(conf.cfg.TLS, tlsDone); code != "" {
+		s.reject(c, "tls_required", code, msg)
 		return
 	}
 	if reason := s.notReady.Load(); reason != nil {
 		s.reject(c, "not_ready", pgerrcode.CannotConnectNow, "not ready: "+*reason)
 		return
 	}
-	if n > int64(conf.cfg.Limits.MaxClientConnections) {
+	if s.guard.logins.full() {
 		s.reject(c, "too_many", pgerrcode.TooManyConnections, "sorry, too many clients already")
 		return
 	}
 	info, err := parseStartupParams(pkt)
 	if err != nil {
 		s.startupFailed(c, conn.RemoteAddr(), err)
+		return
+	}
+	if code, msg := clientCertRefusal(c, conf.cfg.TLS, info.User); code != "" {
+		s.reject(c, "tls_required", code, msg)
 		return
 	}
 	info.ClientAddr, info.TLS = conn.RemoteAddr().String(), tlsDone
@@ -286,7 +290,7 @@ func (s *Server) handleConn(conn net.Conn) {
 			return
 		}
 	}
-	s.runSession(c, pkt, info, start, conf)
+	s.runSession(c, pkt, info, start, conf, lg)
 }
 
 // reject sends a FATAL error to a client during startup and counts it.

@@ -28,16 +28,13 @@ const (
 	writeBufSize = 32 << 10
 )
 
-// scratchKeep is the largest scratch buffer a loop keeps between messages.
-const scratchKeep = 1 << 20
-
 // session relays one client connection to its upstream connection.
 //
 // After authentication two goroutines run: the one that called runSession
 // reads the client and writes the server (clientLoop), another reads the
 // server and writes the client (serverLoop). Each owns its reader, the writer
-// it writes to and its scratch buffer; nothing else is shared but the busy
-// flag (and what the hook synchronizes itself).
+// it writes to and its buffer for large messages; nothing else is shared but
+// tx (and what the hook synchronizes itself).
 type session struct {
 	srv    *Server
 	log    *zap.Logger
@@ -64,10 +61,16 @@ type session struct {
 	// PostgreSQL; CancelRequests carrying it are forwarded to this session.
 	cancelKey string
 
-	// busy is set when the client sends a message and cleared by
-	// ReadyForQuery, so a client that vanishes mid-query gets its query
-	// cancelled rather than left running.
-	busy atomic.Bool
+	// tx follows requests and transaction boundaries, so a client that
+	// vanishes mid-query gets its query cancelled rather than left running,
+	// and the drain at shutdown closes the session only between
+	// transactions (drain.go).
+	tx txState
+	// drainMu guards woken (the drain has woken the session) and fast (the
+	// fast relay runs it).
+	drainMu sync.Mutex
+	woken   bool
+	fast    fastDrainer
 
 	// For the console and PAUSE (clients.go, pause.go): the id and start
 	// of the session, the transaction status of the last ReadyForQuery,
@@ -85,7 +88,7 @@ type session struct {
 }
 
 // runSession connects upstream, relays authentication and then the session.
-func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, start time.Time, conf *live) {
+func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, start time.Time, conf *live, lg *login) {
 	log := s.log.With(zap.Stringer("client", client.RemoteAddr()), zap.String("user", info.User), zap.String("database", info.Database))
 	var hook Hook
 	if s.hooks != nil && !info.console {
@@ -132,12 +135,23 @@ func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, s
 		ss.endStartup(err)
 		return
 	}
+	if !lg.authenticated() {
+		// Authenticated, but max_client_connections sessions already run
+		// (they filled up while this one logged in).
+		s.metrics.connsRejected.WithLabelValues("too_many").Inc()
+		_, _ = ss.server.Write(terminateMsg)
+		ss.writeClientFatal(pgerr.New(pgerrcode.TooManyConnections, "sorry, too many clients already"))
+		return
+	}
 	if info.console {
 		s.serveConsole(ss)
 		return
 	}
 	if hook != nil {
-		if err := hook.Started(exchange{ss}); err != nil {
+		x := &exchange{ss: ss, large: wire.Large{Budget: &s.guard.budget}}
+		err := hook.Started(x)
+		x.large.Release()
+		if err != nil {
 			ss.endStartup(err)
 			ss.writeClientFatal(err)
 			return
@@ -150,6 +164,11 @@ func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, s
 
 	s.register(ss)
 	defer s.unregister(ss)
+	if !s.drain.join(ss) {
+		ss.sayGoodbye(ss.toClient) // shutting down: no new sessions
+		return
+	}
+	defer s.drain.leave(ss)
 	ss.txStatus.Store('I')
 	ss.gate = s.pauses.gate(info.Database)
 	s.clients.add(ss)
@@ -173,24 +192,28 @@ func (s *Server) runSession(client net.Conn, startup []byte, info SessionInfo, s
 }
 
 // exchange is the server leg as Hook.Started sees it.
-type exchange struct{ ss *session }
+type exchange struct {
+	ss    *session
+	large wire.Large
+}
 
-func (x exchange) Send(msg []byte) error {
+func (x *exchange) Send(msg []byte) error {
 	_, err := x.ss.toServer.Write(msg)
 	return err
 }
 
-func (x exchange) Receive() (wire.ServerMsg, []byte, error) {
+func (x *exchange) Receive() (wire.ServerMsg, []byte, error) {
 	if err := x.ss.toServer.Flush(); err != nil {
 		return 0, nil, err
 	}
+	x.large.Release()
 	r := x.ss.fromServer
 	typ, n, err := r.Header(x.ss.maxBody)
 	if err != nil {
 		return 0, nil, err
 	}
 	if !r.Fits(n) {
-		m, err := r.LargeMessage(nil, n)
+		m, err := r.LargeMessage(&x.large, n)
 		return wire.ServerMsg(typ), m, err
 	}
 	m, err := r.Message(n)
@@ -355,6 +378,9 @@ func (ss *session) relay() {
 		defer close(done)
 		defer ss.fromServer.Report() // each reader is owned by its loop
 		err := ss.serverLoop()
+		if err == errDrained {
+			ss.sayGoodbye(ss.toClient)
+		}
 		if ss.hook != nil {
 			ss.hook.ServerGone()
 		}
@@ -364,10 +390,13 @@ func (ss *session) relay() {
 		ss.close()
 	}()
 	err := ss.clientLoop()
+	if err == errDrained {
+		<-done // the server loop says goodbye before both legs close
+	}
 	if err != nil && !isBenign(err) {
 		ss.log.Info("client leg ended", zap.Error(err))
 	}
-	if err != nil && ss.busy.Load() {
+	if err != nil && ss.tx.busy() {
 		// The client went away with a query in flight; PostgreSQL would
 		// run it to the end (it notices a lost client only when it
 		// writes). Cancel it the way the client could have.
@@ -391,7 +420,8 @@ func (ss *session) close() {
 // the messages it wants. It returns nil when the client terminated cleanly.
 func (ss *session) clientLoop() error {
 	r, w, hook := ss.fromClient, ss.toServer, ss.hook
-	var scratch []byte
+	large := wire.Large{Budget: &ss.srv.guard.budget}
+	defer large.Release()
 	for {
 		typ, n, err := r.Header(ss.maxBody)
 		if err != nil {
@@ -410,10 +440,12 @@ func (ss *session) clientLoop() error {
 			_ = w.Flush()
 			return nil
 		}
-		if !ss.busy.Load() && !ss.holdIfPaused() {
+		if !ss.tx.busy() && !ss.holdIfPaused() {
 			return net.ErrClosed // ended while PAUSE held it
 		}
-		ss.busy.Store(true)
+		if !ss.tx.request(typ) {
+			return errDrained
+		}
 		if hook == nil || !hook.ClientWants(t) {
 			if err := r.Forward(w, n); err != nil {
 				return err
@@ -424,69 +456,99 @@ func (ss *session) clientLoop() error {
 		if r.Fits(n) {
 			m, err = r.Message(n)
 		} else {
-			m, err = r.LargeMessage(scratch[:0], n)
-			scratch = m
+			var refused bool
+			m, refused, err = ss.readWhole(&large, t, n)
+			if refused {
+				continue
+			}
 		}
 		if err != nil {
 			hook.ClientGone(w)
 			return err
 		}
-		if err := hook.ClientMessage(t, m, w); err != nil {
+		err = hook.ClientMessage(t, m, w)
+		large.Release()
+		if err != nil {
 			ss.writeClientFatal(err)
 			return err
-		}
-		if cap(scratch) > scratchKeep {
-			scratch = nil // do not keep a huge message's buffer
 		}
 	}
 }
 
 // serverLoop relays server messages to the client, through the hook for the
-// messages it wants, and flushes at each ReadyForQuery.
+// messages it wants, and flushes at each ReadyForQuery. It returns
+// errDrained when the drain at shutdown ends the session at a message
+// boundary (the caller says goodbye).
 func (ss *session) serverLoop() error {
 	r, w, hook := ss.fromServer, ss.toClient, ss.hook
-	var scratch []byte
+	large := wire.Large{Budget: &ss.srv.guard.budget}
+	defer large.Release()
 	for {
 		typ, n, err := r.Header(ss.maxBody)
 		if err != nil {
+			if ss.tx.drained() {
+				return errDrained
+			}
 			return err
 		}
 		t := wire.ServerMsg(typ)
-		if t == wire.ReadyForQuery && n == 1 {
-			if m, err := r.Peek(wire.HeaderLen + 1); err == nil {
-				ss.txStatus.Store(uint32(m[wire.HeaderLen]))
+		wants := hook != nil && hook.ServerWants(t)
+		var status byte // of a ReadyForQuery
+		switch {
+		case !wants && t == wire.ReadyForQuery && r.Fits(n):
+			m, err := r.Message(n)
+			if err != nil {
+				return err
 			}
-		}
-		if hook == nil || !hook.ServerWants(t) {
+			status = txStatus(m)
+			if _, err := w.Write(m); err != nil {
+				return err
+			}
+		case !wants:
 			if err := r.Forward(w, n); err != nil {
 				return err
 			}
-		} else {
+		default:
 			var m []byte
 			if r.Fits(n) {
 				m, err = r.Message(n)
 			} else {
-				m, err = r.LargeMessage(scratch[:0], n)
-				scratch = m
+				m, err = r.LargeMessage(&large, n)
 			}
 			if err != nil {
-				return err
-			}
-			if err := hook.ServerMessage(t, m, w); err != nil {
+				if e := overBudget(err, ss.srv.guard.budget.limit.Load()); e != nil {
+					ss.srv.metrics.errors.WithLabelValues("message_buffer_budget").Inc()
+					err = e
+				}
 				ss.serverFailed(err)
 				return err
 			}
-			if cap(scratch) > scratchKeep {
-				scratch = nil
-			}
-		}
-		if t == wire.ReadyForQuery {
-			ss.busy.Store(false)
-			if err := w.Flush(); err != nil {
+			status = txStatus(m)
+			err = hook.ServerMessage(t, m, w)
+			large.Release()
+			if err != nil {
+				ss.serverFailed(err)
 				return err
 			}
 		}
+		if t == wire.ReadyForQuery {
+			ss.txStatus.Store(uint32(status))
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if ss.tx.ready(status) {
+				return errDrained
+			}
+		}
 	}
+}
+
+// txStatus is the transaction status of a ReadyForQuery message.
+func txStatus(m []byte) byte {
+	if len(m) > wire.HeaderLen {
+		return m[wire.HeaderLen]
+	}
+	return 0
 }
 
 // serverIdle runs before the server loop may wait for the server: a hook

@@ -10,6 +10,9 @@ import (
 	"net"
 	"time"
 
+	"github.com/jackc/pgerrcode"
+
+	"github.com/pgcloak/pgcloak/config"
 	"github.com/pgcloak/pgcloak/proxy/wire"
 )
 
@@ -121,7 +124,7 @@ func (s *Server) negotiate(conn net.Conn, tlsConf *tls.Config) (net.Conn, []byte
 				return conn, nil, tlsDone, err
 			}
 		case cancelRequestCode:
-			s.handleCancel(pkt)
+			s.handleCancel(pkt, conn.RemoteAddr())
 			return conn, nil, tlsDone, nil
 		default:
 			if major := code >> 16; major != 3 {
@@ -130,6 +133,42 @@ func (s *Server) negotiate(conn net.Conn, tlsConf *tls.Config) (net.Conn, []byte
 			return conn, pkt, tlsDone, nil
 		}
 	}
+}
+
+// clientTLSRefusal is the error (code and message) for a client that
+// finished the pre-startup exchange without TLS (tlsDone false) when
+// tls.client_mode requires it; "" when it may go on.
+func clientTLSRefusal(t *config.TLS, tlsDone bool) (code, msg string) {
+	if tlsDone {
+		return "", ""
+	}
+	switch m := t.Mode(); m {
+	case config.ClientTLSRequire:
+		return pgerrcode.InvalidAuthorizationSpecification, "TLS is required (tls.client_mode require): connect with sslmode=require or stronger"
+	case config.ClientTLSVerifyCA, config.ClientTLSVerifyFull:
+		return pgerrcode.InvalidAuthorizationSpecification, "TLS with a client certificate is required (tls.client_mode " + m + ")"
+	}
+	return "", ""
+}
+
+// clientCertRefusal is, under tls.client_mode verify-full, the error for a
+// client whose certificate's common name is not the user it logs in as
+// (PostgreSQL's clientcert=verify-full); "" when it may go on.
+func clientCertRefusal(c net.Conn, t *config.TLS, user string) (code, msg string) {
+	if t.Mode() != config.ClientTLSVerifyFull {
+		return "", ""
+	}
+	cn := ""
+	if tc, ok := c.(*tls.Conn); ok {
+		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+			cn = certs[0].Subject.CommonName
+		}
+	}
+	if cn == user {
+		return "", ""
+	}
+	return pgerrcode.InvalidAuthorizationSpecification,
+		fmt.Sprintf("certificate authentication failed for user %q: the client certificate is for %q (tls.client_mode verify-full)", user, cn)
 }
 
 type tlsError struct{ err error }
@@ -145,7 +184,7 @@ func (e *unsupportedProtocolError) Error() string {
 
 // isBenign reports errors that are an ordinary end of a connection.
 func isBenign(err error) bool {
-	return err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
+	return err == nil || err == errDrained || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || isConnReset(err)
 }
 

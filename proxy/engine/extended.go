@@ -127,17 +127,7 @@ func (ss *session) parse(m []byte) error {
 	}
 	if err != nil {
 		if err = ss.refuse(err); err != nil {
-			c.mu.Lock()
-			// Binds to it in this group must not carry their values to
-			// the server (which skips them after the failed Parse anyway).
-			c.q.push(pending{kind: pParse, refusal: err, group: c.group,
-				changes: []stmtChange{{name: msg.Name, st: &statement{name: msg.Name, refused: true}}}})
-			c.mu.Unlock()
-			c.dropCopy = true
-			bad := pgproto3.Parse{Name: msg.Name, Query: refusedSQL}
-			out, _ := bad.Encode(c.inject())
-			_, werr := ss.toServer.Write(out)
-			return werr
+			return ss.refuseParse(msg.Name, err)
 		}
 		st = &statement{name: msg.Name}
 		sql = nil
@@ -331,13 +321,21 @@ func (ss *session) refuseBind(portalName string, refusal error) error {
 	c := ss.cloak
 	c.mu.Lock()
 	delete(c.portals, portalName)
-	c.q.push(pending{kind: pBind, refusal: refusal, group: c.group})
 	c.mu.Unlock()
-	c.dropCopy = true
-	bad := pgproto3.Bind{DestinationPortal: portalName, PreparedStatement: refusedStmt}
-	b, _ := bad.Encode(c.inject())
-	_, err := ss.toServer.Write(b)
-	return err
+	bad, _ := (&pgproto3.Bind{DestinationPortal: portalName, PreparedStatement: refusedStmt}).Encode(c.inject())
+	return ss.sendRefused(pending{kind: pBind, refusal: refusal, group: c.group}, bad)
+}
+
+// refuseParse sends PostgreSQL, in place of the Parse of statement name, one
+// that is bound to fail: the refusal err reaches the client where the
+// server's answer would have been, and Binds to the statement in this group
+// do not carry their values to the server (which skips them after the
+// failed Parse anyway).
+func (ss *session) refuseParse(name string, err error) error {
+	c := ss.cloak
+	bad, _ := (&pgproto3.Parse{Name: name, Query: refusedSQL}).Encode(c.inject())
+	return ss.sendRefused(pending{kind: pParse, refusal: err, group: c.group,
+		changes: []stmtChange{{name: name, st: &statement{name: name, refused: true}}}}, bad)
 }
 
 // encryptBind rebuilds a Bind with the protected parameters encrypted and,

@@ -24,6 +24,30 @@ import (
 // original.
 const refusedSQL = "pgcloak refused this statement"
 
+// refuseQuery sends PostgreSQL, in place of a Query (or FunctionCall), one
+// that is bound to fail, so the refusal err reaches the client where the
+// server's answer would have been, and COPY data that may follow is dropped.
+func (ss *session) refuseQuery(err error) error {
+	c := ss.cloak
+	return ss.sendRefused(pending{kind: pSimple, refusal: err, group: c.group}, wire.AppendQuery(c.inject(), refusedSQL))
+}
+
+// sendRefused queues e, the refusal of a client message, and sends bad,
+// the message bound to fail that goes to the server in its place. COPY data
+// that follows in the group is dropped; a refused Query ends its group.
+func (ss *session) sendRefused(e pending, bad []byte) error {
+	c := ss.cloak
+	c.mu.Lock()
+	c.q.push(e)
+	if e.kind == pSimple {
+		ss.endGroupLocked(c.q.last())
+	}
+	c.mu.Unlock()
+	c.dropCopy = true
+	_, err := ss.toServer.Write(bad)
+	return err
+}
+
 // refusedStmt is a statement name no client can have prepared (it holds a
 // NUL-free control character), so a Bind to it fails.
 const refusedStmt = "\x01pgcloak refused"
@@ -187,13 +211,7 @@ func (ss *session) query(m []byte) error {
 	}
 	if err != nil {
 		if err = ss.refuse(err); err != nil {
-			c.mu.Lock()
-			c.q.push(pending{kind: pSimple, refusal: err, group: c.group})
-			ss.endGroupLocked(c.q.last())
-			c.mu.Unlock()
-			c.dropCopy = true
-			_, werr := ss.toServer.Write(wire.AppendQuery(c.inject(), refusedSQL))
-			return werr
+			return ss.refuseQuery(err)
 		}
 		out, cp = nil, nil
 	}

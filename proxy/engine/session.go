@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,7 @@ func (ss *session) ClientWants(t wire.ClientMsg) bool {
 func (ss *session) ClientMessage(t wire.ClientMsg, m []byte, w *bufio.Writer) error {
 	ss.toServer = w
 	c := ss.cloak
+	defer c.trimClient()
 	if c.describeNext != nil && t != wire.Describe {
 		if err := ss.describeParsed(); err != nil {
 			return err
@@ -98,6 +100,55 @@ func (ss *session) ClientMessage(t wire.ClientMsg, m []byte, w *bufio.Writer) er
 	}
 	_, err := w.Write(m)
 	return err
+}
+
+// ClientRefused implements proxy.Hook: a message the relay could not hold
+// whole is answered with err where the server's answer would have been, as
+// pgcloak's own refusals are: a Query (or FunctionCall), Parse or Bind bound
+// to fail goes to the server in its place, keeping the pipeline in step, and
+// COPY data fails its COPY. Other messages (never large from a sane client)
+// end the session.
+func (ss *session) ClientRefused(t wire.ClientMsg, head []byte, err error, w *bufio.Writer) error {
+	ss.toServer = w
+	c := ss.cloak
+	switch t {
+	case wire.CopyDataIn:
+		if st := c.copyIn; st != nil && !st.failed {
+			return ss.failCopy(st, err)
+		}
+		return nil // dropped like the rest of a refused COPY's data
+	case wire.Query, wire.FunctionCall, wire.Parse, wire.Bind:
+	default:
+		return err
+	}
+	if c.describeNext != nil {
+		if derr := ss.describeParsed(); derr != nil {
+			return derr
+		}
+	}
+	if p := ss.rs.prot.Load(); p != nil {
+		c.p = p
+	}
+	if gerr := ss.startGroup(); gerr != nil {
+		return gerr
+	}
+	// A Parse starts with its statement's name, a Bind with its portal's.
+	name, ok := "", false
+	if len(head) > wire.HeaderLen {
+		if i := bytes.IndexByte(head[wire.HeaderLen:], 0); i >= 0 {
+			name, ok = string(head[wire.HeaderLen:wire.HeaderLen+i]), true
+		}
+	}
+	switch {
+	case t == wire.Query || t == wire.FunctionCall:
+		return ss.refuseQuery(err)
+	case !ok:
+		return err // a name longer than the head: end the session
+	case t == wire.Parse:
+		return ss.refuseParse(name, err)
+	default:
+		return ss.refuseBind(name, err)
+	}
 }
 
 // ClientGone implements proxy.Hook: a COPY FROM whose client went away is
@@ -146,6 +197,7 @@ func (ss *session) ServerGone() {
 func (ss *session) ServerMessage(t wire.ServerMsg, m []byte, w *bufio.Writer) error {
 	ss.toClient = w
 	c := ss.cloak
+	defer c.trimServer()
 	if t != wire.DataRow {
 		if err := ss.rowsPause(w); err != nil { // rows held go first
 			return err

@@ -239,6 +239,29 @@ type cloak struct {
 	rows rowPipeline
 }
 
+// scratchKeep is the largest scratch buffer kept from one message to the
+// next: one huge value must not stay in memory for the rest of a session.
+const scratchKeep = 1 << 20
+
+// trim drops scratch buffers larger than scratchKeep.
+func trim(b []byte) []byte {
+	if cap(b) > scratchKeep {
+		return nil
+	}
+	return b
+}
+
+// trimClient drops the client loop's large scratch buffers.
+func (c *cloak) trimClient() {
+	c.clientPlain = trim(c.clientPlain)
+}
+
+// trimServer drops the server loop's large scratch buffers.
+func (c *cloak) trimServer() {
+	c.rowScratch = trim(c.rowScratch)
+	c.scratch.hex, c.scratch.plain, c.scratch.mask = trim(c.scratch.hex), trim(c.scratch.plain), trim(c.scratch.mask)
+}
+
 // newCloak returns the state of a new session of user with protection p.
 func newCloak(p *Protection, user string) *cloak {
 	c := &cloak{

@@ -20,6 +20,9 @@ import (
 // Otherwise the Analysis has one Statement per statement of the text;
 // statements that touch no protected column have empty plans.
 //
+// The Analysis keeps no reference to sql (what it holds of the text is
+// copied), so sql may alias a buffer that is reused afterwards.
+//
 // Analyze is safe for concurrent use if cat is.
 func Analyze(sql string, cat Catalog, settings *Settings) (an *Analysis, err error) {
 	names := cat.ProtectedNames()

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"unsafe"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -628,6 +629,32 @@ func TestSplitIdentifiers(t *testing.T) {
 	for _, bad := range []string{`a,`, `"a`, `a b`, `""`} {
 		if _, ok := splitIdentifiers(bad); ok {
 			t.Errorf("splitIdentifiers(%q) accepted", bad)
+		}
+	}
+}
+
+// TestAnalysisKeepsNoReferenceToText: the engine passes a text that aliases
+// the message it read, which is reused afterwards; what the Analysis keeps
+// (the text of a PREPARE, literal values) survives the text's bytes being
+// overwritten.
+func TestAnalysisKeepsNoReferenceToText(t *testing.T) {
+	buf := []byte(`PREPARE ins AS INSERT INTO customers (id, email) VALUES ($1, 'kept@example.org')`)
+	sql := unsafe.String(&buf[0], len(buf))
+	an, err := Analyze(sql, newFakeCatalog(), nil)
+	if err != nil || an == nil {
+		t.Fatal(an, err)
+	}
+	want := string(buf)
+	for i := range buf {
+		buf[i] = '#'
+	}
+	e := an.Statements[0].Effects[0]
+	if e.Text != want {
+		t.Errorf("PREPARE text %q after the buffer was overwritten, want %q", e.Text, want)
+	}
+	for _, e := range an.Statements[0].Edits {
+		if strings.Contains(e.Value+e.Verbatim, "#") {
+			t.Errorf("edit %+v after the buffer was overwritten", e)
 		}
 	}
 }

@@ -305,7 +305,7 @@ func (a *analyzer) prepare(st *Statement, p *pg.PrepareStmt, raw *pg.RawStmt) er
 	st.Kind = "PREPARE"
 	st.Edits, inner.Edits = inner.Edits, nil
 	st.Joins, inner.Joins = inner.Joins, nil
-	st.Effects = append(st.Effects, Effect{Kind: EffectPrepare, Name: p.Name, Statement: inner, Text: a.text(raw)})
+	st.Effects = append(st.Effects, Effect{Kind: EffectPrepare, Name: p.Name, Statement: inner, Text: strings.Clone(a.text(raw))})
 	return nil
 }
 

@@ -164,28 +164,39 @@ func (f *Reader) Message(bodyLen int) ([]byte, error) {
 	return m, nil
 }
 
-// LargeMessage reads a message that does not fit the buffer into dst (grown
-// as needed) and returns it, header included.
-func (f *Reader) LargeMessage(dst []byte, bodyLen int) ([]byte, error) {
-	n := HeaderLen + bodyLen
-	if cap(dst) < n {
-		dst = make([]byte, n)
-	}
-	dst = dst[:n]
-	got := copy(dst, f.buf[f.r:f.w])
-	f.r += got
+// LargeMessage reads a message that does not fit the buffer (its header was
+// just read) into l and returns it, header included; it is valid until
+// l.Release. The buffer grows as the bytes arrive (see Large). When l's
+// budget refuses a step, it returns an *OverBudgetError and the rest of the
+// message is left unread.
+func (f *Reader) LargeMessage(l *Large, bodyLen int) ([]byte, error) {
+	n, typ := HeaderLen+bodyLen, f.buf[f.r]
+	got := 0
 	for got < n {
+		if got == len(l.buf) && !l.grow(got, n) {
+			return nil, &OverBudgetError{Type: typ, Size: n, Head: l.buf[:got], Left: n - got}
+		}
+		end := min(n, len(l.buf))
+		if f.r < f.w {
+			c := copy(l.buf[got:end], f.buf[f.r:f.w])
+			f.r += c
+			got += c
+			continue
+		}
 		if err := f.wait(); err != nil {
 			return nil, err
 		}
-		m, err := f.rd.Read(dst[got:])
-		got += m
-		f.nread += m
+		k, err := f.rd.Read(l.buf[got:end])
+		f.nread += k
+		got += k
 		if err != nil && got < n {
 			return nil, UnexpectedEOF(err)
 		}
+		if k == 0 && err == nil {
+			return nil, io.ErrNoProgress
+		}
 	}
-	return dst, nil
+	return l.buf[:n], nil
 }
 
 // Forward copies the message whose header was just read to w, streaming it
@@ -245,17 +256,20 @@ func (e *MessageTooLargeError) Error() string {
 }
 
 // Discard skips the message whose header was just read.
-func (f *Reader) Discard(bodyLen int) error {
-	left := HeaderLen + bodyLen
-	for left > 0 {
+func (f *Reader) Discard(bodyLen int) error { return f.Skip(HeaderLen + bodyLen) }
+
+// Skip reads and drops the next n bytes: the rest of a message that
+// LargeMessage left unread, say.
+func (f *Reader) Skip(n int) error {
+	for n > 0 {
 		if f.r == f.w {
 			if err := f.fill(1); err != nil {
 				return UnexpectedEOF(err)
 			}
 		}
-		chunk := min(left, f.w-f.r)
+		chunk := min(n, f.w-f.r)
 		f.r += chunk
-		left -= chunk
+		n -= chunk
 	}
 	return nil
 }

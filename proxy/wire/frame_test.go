@@ -158,9 +158,104 @@ func TestLargeMessage(t *testing.T) {
 	if err != nil || f.Fits(n) {
 		t.Fatalf("header: n=%d fits=%v err=%v", n, f.Fits(n), err)
 	}
-	got, err := f.LargeMessage(nil, n)
+	var l Large
+	defer l.Release()
+	got, err := f.LargeMessage(&l, n)
 	if err != nil || !bytes.Equal(got, m) {
 		t.Fatalf("largeMessage = %q, %v", got, err)
+	}
+}
+
+// countingBudget is a Budget of limit bytes that remembers the most it held.
+type countingBudget struct {
+	limit, used, peak int
+}
+
+func (b *countingBudget) Take(n int) bool {
+	if b.used+n > b.limit {
+		return false
+	}
+	b.used += n
+	b.peak = max(b.peak, b.used)
+	return true
+}
+
+func (b *countingBudget) Give(n int) { b.used -= n }
+
+// TestLargeMessageGrowsWithBytesReceived: a header that claims 100 MB and
+// then sends 1000 bytes costs one buffer under 128 KiB, not 100 MB; a message that
+// does arrive grows its buffer to its own size, and every byte taken from
+// the budget is given back by Release.
+func TestLargeMessageGrowsWithBytesReceived(t *testing.T) {
+	if largeMin<<(len(largePools)-1) != largePoolMax {
+		t.Fatalf("%d pools do not cover %d to %d", len(largePools), largeMin, largePoolMax)
+	}
+	lying := msg('Q', string(make([]byte, 100<<20)))[:HeaderLen+1000]
+	b := &countingBudget{limit: 1 << 30}
+	f := NewReader(bytes.NewReader(lying), bufio.NewWriter(io.Discard), 4096)
+	_, n, err := f.Header(1 << 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := Large{Budget: b}
+	if _, err := f.LargeMessage(&l, n); err != io.ErrUnexpectedEOF {
+		t.Fatalf("err = %v, want io.ErrUnexpectedEOF", err)
+	}
+	l.Release()
+	if b.peak > 2*largeMin || b.used != 0 {
+		t.Errorf("a 100 MB claim with 1000 bytes sent held %d bytes at most (%d after Release), want at most %d (0)", b.peak, b.used, 2*largeMin)
+	}
+
+	for _, size := range []int{40 << 10, 3 << 20, 5<<20 + 7} {
+		m := msg('B', string(bytes.Repeat([]byte{'v'}, size)))
+		b := &countingBudget{limit: 1 << 30}
+		f := NewReader(iotest.HalfReader(bytes.NewReader(m)), bufio.NewWriter(io.Discard), 4096)
+		_, n, _ := f.Header(1 << 30)
+		l := Large{Budget: b}
+		got, err := f.LargeMessage(&l, n)
+		if err != nil || !bytes.Equal(got, m) {
+			t.Fatalf("%d bytes: read %d bytes, %v", size, len(got), err)
+		}
+		// While it grows, the old and the new buffer are both held for a
+		// moment: 1.5 times the message beyond 1 MiB, twice below.
+		if limit := max(len(m)+len(m)/2+1, 2*largePoolMax); b.peak > limit {
+			t.Errorf("%d bytes: held up to %d bytes", size, b.peak)
+		}
+		l.Release()
+		if b.used != 0 {
+			t.Errorf("%d bytes: %d bytes still held after Release", size, b.used)
+		}
+	}
+}
+
+// TestLargeMessageOverBudget: when the budget cannot hold the next step,
+// LargeMessage says how much of the message is left; Skip passes over it and
+// the message after it is read as usual.
+func TestLargeMessageOverBudget(t *testing.T) {
+	big := msg('Q', string(bytes.Repeat([]byte{'x'}, 1<<20))+"\x00")
+	next := msg('S', "")
+	b := &countingBudget{limit: 300 << 10}
+	f := NewReader(iotest.HalfReader(bytes.NewReader(append(big, next...))), bufio.NewWriter(io.Discard), 4096)
+	_, n, _ := f.Header(1 << 30)
+	l := Large{Budget: b}
+	_, err := f.LargeMessage(&l, n)
+	var ob *OverBudgetError
+	if !errors.As(err, &ob) {
+		t.Fatalf("err = %v, want *OverBudgetError", err)
+	}
+	if ob.Type != 'Q' || ob.Size != len(big) || len(ob.Head)+ob.Left != len(big) || !bytes.Equal(ob.Head, big[:len(ob.Head)]) {
+		t.Fatalf("OverBudgetError{Type %q, Size %d, %d head bytes, Left %d}; message of %d bytes", ob.Type, ob.Size, len(ob.Head), ob.Left, len(big))
+	}
+	l.Release()
+	if b.used != 0 || b.peak > b.limit {
+		t.Errorf("budget: %d bytes held after Release, peak %d of %d", b.used, b.peak, b.limit)
+	}
+	if err := f.Skip(ob.Left); err != nil {
+		t.Fatal(err)
+	}
+	typ, n, err := f.Header(1 << 30)
+	if err != nil || typ != 'S' || n != 0 {
+		t.Fatalf("after Skip: %q %d %v, want the Sync", typ, n, err)
 	}
 }
 
@@ -189,7 +284,7 @@ func TestBeforeWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.LargeMessage(nil, n); err != nil {
+	if _, err := f.LargeMessage(&Large{}, n); err != nil {
 		t.Fatal(err)
 	}
 	// One byte per read: one call per byte of input.
