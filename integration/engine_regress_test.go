@@ -47,8 +47,8 @@ func TestCopyRefusedExtended(t *testing.T) {
 	e := newMeasuresEnv(t)
 	ctx := context.Background()
 	c := e.connect().PgConn()
-	_, err := c.ExecParams(ctx, `COPY measures (id, f) FROM STDIN (ENCODING 'LATIN1')`, nil, nil, nil, nil).Close()
-	requirePgError(t, err, "0A000", "encoding LATIN1")
+	_, err := c.ExecParams(ctx, `COPY measures (id, f) FROM STDIN (ENCODING 'SJIS')`, nil, nil, nil, nil).Close()
+	requirePgError(t, err, "0A000", "encoding SJIS")
 	res, err := c.Exec(ctx, `SELECT 'still usable'`).ReadAll()
 	if err != nil || string(res[0].Rows[0][0]) != "still usable" {
 		t.Fatalf("the session after the refusal: %v %v", res, err)
