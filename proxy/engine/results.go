@@ -495,7 +495,8 @@ func (ss *session) decryptValue(sc *rowScratch, f fieldPlan, v []byte) ([]byte, 
 		raw = sc.hex
 	}
 	sc.version = 0
-	if !crypto.IsCiphertext(raw) {
+	h, herr := crypto.ParseHeader(raw) // once: the key version is the audit log's
+	if herr != nil || len(raw) < h.Mode.Overhead() {
 		if f.col.migrating {
 			return raw, nil // not yet encrypted: the stored bytes are the plaintext
 		}
@@ -506,7 +507,7 @@ func (ss *session) decryptValue(sc *rowScratch, f fieldPlan, v []byte) ([]byte, 
 		return nil, err
 	}
 	sc.plain = plain
-	sc.version = keyVersionOf(raw) // for the audit log
+	sc.version = h.KeyVersion
 	return plain, nil
 }
 
