@@ -36,8 +36,10 @@ const reloadTimeout = 30 * time.Second
 //     proxy/engine/reload.go).
 //   - log_level, at once.
 //
-// listen, metrics_listen and admin_dsn take effect only at a restart: a
-// change is logged and the running value kept. Turning protection on or off
+// listen, metrics_listen, admin_dsn, shred_window, retention and
+// retention_schedule take effect only at a restart: a change is logged and
+// the running value kept (the schedules run with the values serve started
+// with); audit: cannot change (the reload is refused). Turning protection on or off
 // (tables: from none to some, or back) needs a restart and is refused.
 type reloader struct {
 	path      string
@@ -90,6 +92,9 @@ func (r *reloader) reload() error {
 	restartOnly("listen", old.Listen, cfg.Listen)
 	restartOnly("metrics_listen", old.MetricsListen, cfg.MetricsListen)
 	restartOnly("admin_dsn", old.AdminDSN, cfg.AdminDSN)
+	restartOnly("shred_window", old.ShredWindow.String(), cfg.ShredWindow.String())
+	restartOnly("retention_schedule", old.RetentionSchedule.String(), cfg.RetentionSchedule.String())
+	restartOnly("retention", fmt.Sprint(old.Retention), fmt.Sprint(cfg.Retention))
 	cfg.Listen, cfg.MetricsListen, cfg.AdminDSN = old.Listen, old.MetricsListen, old.AdminDSN
 
 	commit, err := r.srv.PrepareReload(cfg)

@@ -118,9 +118,10 @@ func serve(cfg *config.Config, log *zap.Logger, r *reloader) error {
 			fatal <- err
 		}
 		srv.SetNotReady("shutting down")
+		timeout := srv.Config().ShutdownTimeout // as reloaded
 		log.Info("shutting down: closing idle sessions, waiting for busy ones (a second SIGTERM closes them at once)",
-			zap.Duration("shutdown_timeout", cfg.ShutdownTimeout))
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			zap.Duration("shutdown_timeout", timeout))
+		sctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		go func() {
 			select {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -227,5 +228,52 @@ func checkCiphertext(t *testing.T, e *opsEnv, query string) {
 	var raw []byte
 	if err := e.direct().QueryRow(context.Background(), query).Scan(&raw); err != nil || !crypto.IsCiphertext(raw) {
 		t.Errorf("%s: %q, %v; want ciphertext", query, raw, err)
+	}
+}
+
+// TestReloadAccessRules: a reload gives the sessions that log in afterwards
+// the new access rules, while a session that logged in before keeps the
+// access it started with; a file that changes audit: is refused as a whole
+// (the log is opened at start), and the rules in force stay.
+func TestReloadAccessRules(t *testing.T) {
+	e := newOpsEnv(t, "CREATE TABLE people (id int PRIMARY KEY, email bytea, "+catalog.BackstopConstraint("email")+")")
+	rules := []lcRule{{"public.people", "email", "{type: text, key: pii}"}}
+	accessYAML := func(read string) string {
+		return fmt.Sprintf("access:\n  default: deny\n  roles:\n    %s: {read: %s, mask: email, write: true}\n", harness.SuperUser, read)
+	}
+	plain := strings.Replace(accessYAML("plaintext"), ", mask: email", "", 1)
+	e.write("encrypted", rules, plain)
+	e.start()
+	ctx := stepCtx(t)
+	dsn := e.dsn(harness.SuperUser, e.db)
+	old := connect(t, dsn)
+	if _, err := old.Exec(ctx, "INSERT INTO people VALUES (1, 'alice@example.jp')"); err != nil {
+		t.Fatal(err)
+	}
+	read := func(c *pgx.Conn) string {
+		t.Helper()
+		var v string
+		if err := c.QueryRow(ctx, "SELECT email FROM people WHERE id = 1").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+
+	e.write("encrypted", rules, accessYAML("masked"))
+	e.hup("ok")
+	if got := read(connect(t, dsn)); got != "a***@example.jp" {
+		t.Errorf("a session after the reload reads %q, want the mask a***@example.jp", got)
+	}
+	if got := read(old); got != "alice@example.jp" {
+		t.Errorf("a session from before the reload reads %q, want the plaintext it logged in with", got)
+	}
+
+	e.write("encrypted", rules, plain+"audit: {file: "+filepath.Join(e.dir, "audit.log")+", transit_key: pgcloak-audit}\n")
+	e.hup("error")
+	if !strings.Contains(e.logs.String(), "restart pgcloak to change it") {
+		t.Error("the log does not say that audit: needs a restart")
+	}
+	if got := read(connect(t, dsn)); got != "a***@example.jp" {
+		t.Errorf("after the refused reload a new session reads %q, want the mask still in force", got)
 	}
 }
