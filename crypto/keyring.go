@@ -280,6 +280,13 @@ func (k *Keyring) Decrypt(dst, value []byte, col ColumnID) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return k.DecryptParsed(dst, value, h, col)
+}
+
+// DecryptParsed is Decrypt for a value whose header the caller has parsed
+// already (h, from ParseHeader(value)): a reader that needs the header too
+// parses it once.
+func (k *Keyring) DecryptParsed(dst, value []byte, h Header, col ColumnID) ([]byte, error) {
 	if col.IsZero() {
 		return nil, ErrInvalidColumn
 	}

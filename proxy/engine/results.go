@@ -502,7 +502,7 @@ func (ss *session) decryptValue(sc *rowScratch, f fieldPlan, v []byte) ([]byte, 
 		}
 		return nil, columnDataError(f.col, errors.New("value is not pgcloak ciphertext (written around pgcloak?)"))
 	}
-	plain, err := ss.openValue(f.col, sc.plain[:0], raw)
+	plain, err := ss.openValue(f.col, sc.plain[:0], raw, h)
 	if err != nil {
 		return nil, err
 	}

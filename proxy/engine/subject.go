@@ -173,15 +173,16 @@ func executeSubject(subjects map[int]sqlplan.SubjectRef, n int, args []sqlplan.A
 	return &sqlplan.SubjectRef{Value: args[ref.Param-1].Value}, nil
 }
 
-// openValue decrypts raw, a stored value of col (pgcloak ciphertext), with
+// openValue decrypts raw, a stored value of col (pgcloak ciphertext) whose
+// header h the caller parsed, with
 // the key its header names: a version of col's keyring (looking for new
 // versions once if it is not loaded), or a subject key. A value of a
 // forgotten subject gives errForgotten, or an error when its table says so.
-func (ss *session) openValue(col *column, dst, raw []byte) ([]byte, error) {
-	if crypto.Mode(raw[4]) == crypto.Subject {
+func (ss *session) openValue(col *column, dst, raw []byte, h crypto.Header) ([]byte, error) {
+	if h.Mode == crypto.Subject {
 		return ss.openSubject(col, dst, raw)
 	}
-	plain, err := col.keyring.Decrypt(dst, raw, col.id)
+	plain, err := col.keyring.DecryptParsed(dst, raw, h, col.id)
 	if err != nil {
 		var uk *crypto.UnknownKeyVersionError
 		if errors.As(err, &uk) {
