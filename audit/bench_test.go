@@ -4,9 +4,10 @@ package audit
 
 import (
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgcloak/pgcloak/internal/cputime"
 )
 
 // BenchmarkRecord is the cost of one read record: the session's Admit and
@@ -17,7 +18,7 @@ func BenchmarkRecord(b *testing.B) {
 		{Column: "public.t_enc.email", Outcome: "plaintext", Values: 1, KeyVersions: []uint32{1}},
 		{Column: "public.t_enc.phone", Outcome: "plaintext", Values: 1, KeyVersions: []uint32{1}}}
 	b.ReportAllocs()
-	cpu := processCPU()
+	cpu := cputime.Self()
 	for b.Loop() {
 		ok, err := w.Admit()
 		for err != nil { // faster than any server: wait for the writer
@@ -31,14 +32,5 @@ func BenchmarkRecord(b *testing.B) {
 		b.Fatal(err)
 	}
 	// On a shared machine wall time also counts waiting for a core.
-	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
-}
-
-// processCPU is the user+system CPU time of this process.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(cputime.Self()-cpu)/float64(b.N), "cpu-ns/op")
 }

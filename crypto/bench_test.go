@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/pgcloak/pgcloak/internal/cputime"
 )
 
 var benchSizes = []int{16, 64, 256, 4096}
@@ -33,7 +35,7 @@ func benchSetup(b *testing.B) (*Keyring, ColumnID) {
 // reportCPU adds cpu-ns/op: process CPU time since start per iteration.
 func reportCPU(b *testing.B, start time.Duration) {
 	if b.N > 0 {
-		b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(cputime.Self()-start)/float64(b.N), "cpu-ns/op")
 	}
 }
 
@@ -48,7 +50,7 @@ func BenchmarkEncrypt(b *testing.B) {
 				dst := make([]byte, 0, n+mode.Overhead())
 				b.ReportAllocs()
 				b.SetBytes(int64(n))
-				cpu := processCPU()
+				cpu := cputime.Self()
 				for b.Loop() {
 					if _, err := kr.Encrypt(dst, pt, col, mode); err != nil {
 						b.Fatal(err)
@@ -69,7 +71,7 @@ func BenchmarkDecrypt(b *testing.B) {
 				dst := make([]byte, 0, n)
 				b.ReportAllocs()
 				b.SetBytes(int64(n))
-				cpu := processCPU()
+				cpu := cputime.Self()
 				for b.Loop() {
 					if _, err := kr.Decrypt(dst, v, col); err != nil {
 						b.Fatal(err)
@@ -112,7 +114,7 @@ func BenchmarkSubject(b *testing.B) {
 		b.Run(op+"/64", func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(64)
-			cpu := processCPU()
+			cpu := cputime.Self()
 			for b.Loop() {
 				if op == "Encrypt" {
 					_, err = k.Encrypt(dst, pt, col)

@@ -5,13 +5,12 @@ package integration
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgcloak/pgcloak/integration/harness"
+	"github.com/pgcloak/pgcloak/internal/cputime"
 )
 
 // BenchmarkSubjectKeys: point reads and inserts through pgcloak (pgx,
@@ -84,7 +83,7 @@ func BenchmarkSubjectKeys(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			cpu := benchCPU()
+			cpu := cputime.Self()
 			i := 0
 			for b.Loop() {
 				if err := bc.run(i); err != nil {
@@ -92,16 +91,7 @@ func BenchmarkSubjectKeys(b *testing.B) {
 				}
 				i++
 			}
-			b.ReportMetric(float64(benchCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(cputime.Self()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-// benchCPU is the user+system CPU time of this process.
-func benchCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/pgcloak/pgcloak/crypto"
+	"github.com/pgcloak/pgcloak/internal/cputime"
 )
 
 // The cipher's own cost is measured in this process, once per round, so it
@@ -85,7 +85,7 @@ func (c *cipherCost) measure() error {
 // call, in ns. The harness does nothing else meanwhile (its children are
 // other processes), so process CPU time is op's.
 func cpuPerOp(op func(int) error) (float64, error) {
-	start := selfCPU()
+	start := cputime.Self()
 	deadline := time.Now().Add(300 * time.Millisecond)
 	n := 0
 	for time.Now().Before(deadline) {
@@ -96,16 +96,7 @@ func cpuPerOp(op func(int) error) (float64, error) {
 			n++
 		}
 	}
-	return float64(selfCPU()-start) / float64(n), nil
-}
-
-// selfCPU is this process's user+system CPU time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return float64(cputime.Self()-start) / float64(n), nil
 }
 
 // write prints the medians.

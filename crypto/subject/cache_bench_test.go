@@ -4,11 +4,10 @@ package subject
 
 import (
 	"fmt"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/pgcloak/pgcloak/crypto"
+	"github.com/pgcloak/pgcloak/internal/cputime"
 )
 
 // BenchmarkCacheHit is what a warm subject costs beyond the AES work: the
@@ -26,19 +25,19 @@ func BenchmarkCacheHit(b *testing.B) {
 	}
 	b.Run("byID", func(b *testing.B) {
 		b.ReportAllocs()
-		i, cpu := 0, processCPU()
+		i, cpu := 0, cputime.Self()
 		for b.Loop() {
 			if _, _, ok := c.byKeyID(ids[i%len(ids)]); !ok {
 				b.Fatal("miss")
 			}
 			i++
 		}
-		b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(cputime.Self()-cpu)/float64(b.N), "cpu-ns/op")
 	})
 	b.Run("bySubject", func(b *testing.B) {
 		b.ReportAllocs()
-		i, cpu := 0, processCPU()
-		defer func() { b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op") }()
+		i, cpu := 0, cputime.Self()
+		defer func() { b.ReportMetric(float64(cputime.Self()-cpu)/float64(b.N), "cpu-ns/op") }()
 		for b.Loop() {
 			if c.bySubjectRef(subjectRef{"public.customers", HashOf("public.customers", subjects[i%len(subjects)])}) == nil {
 				b.Fatal("miss")
@@ -46,14 +45,4 @@ func BenchmarkCacheHit(b *testing.B) {
 			i++
 		}
 	})
-}
-
-// processCPU is the user+system CPU time of this process: on a shared
-// machine wall time also counts the waits for a core.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgcloak/pgcloak/config"
 	"github.com/pgcloak/pgcloak/crypto"
+	"github.com/pgcloak/pgcloak/internal/cputime"
 	"github.com/pgcloak/pgcloak/proxy/access"
 	"github.com/pgcloak/pgcloak/proxy/catalog"
 	"github.com/pgcloak/pgcloak/proxy/pgerr"
@@ -349,7 +350,7 @@ func BenchmarkDecryptResult(b *testing.B) {
 	server, _ := r.rows(b, 100000)
 	w := bufio.NewWriterSize(io.Discard, 32<<10)
 	b.ReportAllocs()
-	cpu := processCPU()
+	cpu := cputime.Self()
 	start := time.Now()
 	b.ResetTimer()
 	i := 0
@@ -372,5 +373,5 @@ func BenchmarkDecryptResult(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(i)/time.Since(start).Seconds(), "rows/s")
-	b.ReportMetric(float64(processCPU()-cpu)/float64(i), "cpu-ns/row")
+	b.ReportMetric(float64(cputime.Self()-cpu)/float64(i), "cpu-ns/row")
 }
