@@ -344,12 +344,20 @@ func TestPipelineBusyCoresInline(t *testing.T) {
 // cpu-ns/row is the process's CPU time per row, which a busy machine does
 // not inflate as it does wall time.
 //
+// The cipher's own cost is measured in the same run, after the rows: as
+// many Keyring.Decrypt calls (what bench/pgbench calls the cipher alone) of
+// the same values, in the same order, as the rows held. cpu-ns/value is the
+// engine's CPU per protected value (cpu-ns/row / 3), open-ns/value the
+// cipher's, and x-open their ratio (issue 12's target: ≤ 1.1 with -cpu 1).
+//
 //	go test -run '^$' -bench DecryptResult -cpu 1,2 -count 5 ./proxy/engine/
 func BenchmarkDecryptResult(b *testing.B) {
 	r := newReplay(b)
 	server, _ := r.rows(b, 100000)
+	open := r.opener(b, server)
 	w := bufio.NewWriterSize(io.Discard, 32<<10)
 	b.ReportAllocs()
+	runtime.GC()
 	cpu := cputime.Self()
 	start := time.Now()
 	b.ResetTimer()
@@ -372,6 +380,43 @@ func BenchmarkDecryptResult(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
+	rowCPU := float64(cputime.Self()-cpu) / float64(i)
 	b.ReportMetric(float64(i)/time.Since(start).Seconds(), "rows/s")
-	b.ReportMetric(float64(cputime.Self()-cpu)/float64(i), "cpu-ns/row")
+	b.ReportMetric(rowCPU, "cpu-ns/row")
+	perValue := rowCPU / float64(len(r.plan.fields))
+	openNs := open(i * len(r.plan.fields))
+	b.ReportMetric(perValue, "cpu-ns/value")
+	b.ReportMetric(openNs, "open-ns/value")
+	b.ReportMetric(perValue/openNs, "x-open")
+}
+
+// opener returns a function that measures the cipher's own cost of rows'
+// values: the CPU time of one Keyring.Decrypt per value, over n values
+// taken in order (and again from the first when n is larger).
+func (r *replay) opener(b *testing.B, rows [][]byte) func(n int) float64 {
+	type value struct {
+		v   []byte
+		col *column
+	}
+	vals := make([]value, 0, len(rows)*len(r.plan.fields))
+	for _, m := range rows {
+		body := m[wire.HeaderLen+2:]
+		for k := range r.plan.fields {
+			l := int(binary.BigEndian.Uint32(body))
+			vals = append(vals, value{body[4 : 4+l], r.plan.fields[k].col})
+			body = body[4+l:]
+		}
+	}
+	dst := make([]byte, 0, 256)
+	return func(n int) float64 {
+		runtime.GC()
+		cpu := cputime.Self()
+		for j := range n {
+			v := &vals[j%len(vals)]
+			if _, err := v.col.keyring.Decrypt(dst, v.v, v.col.id); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return float64(cputime.Self()-cpu) / float64(n)
+	}
 }
