@@ -138,6 +138,18 @@ func ParseHeader(b []byte) (Header, error) {
 	return h, nil
 }
 
+// keyringHeader reports whether b starts with the header of a keyring mode
+// (Randomized, Deterministic) and returns its key version. It is ParseHeader
+// for the common case, small enough to be inlined: a Header returned from a
+// call costs a stall (its fields are stored one by one and read back as a
+// whole), which was a tenth of a decrypted value's CPU.
+func keyringHeader(b []byte) (version uint32, ok bool) {
+	if len(b) < HeaderLen || string(b[:3]) != Magic || b[3] != FormatVersion || b[4] != byte(Randomized) && b[4] != byte(Deterministic) {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(b[5:9]), true
+}
+
 // IsCiphertext reports whether b looks like a pgcloak value: a valid header
 // and at least the mode's overhead in length. It does not authenticate b (that
 // needs the key); a plaintext that happens to start with the same bytes is

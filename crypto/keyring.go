@@ -276,45 +276,65 @@ func (k *Keyring) Encrypt(dst, plaintext []byte, col ColumnID, mode Mode) ([]byt
 // left in dst's spare capacity. It allocates nothing when dst has room for
 // the plaintext. value must not overlap dst's spare capacity.
 func (k *Keyring) Decrypt(dst, value []byte, col ColumnID) ([]byte, error) {
-	h, err := ParseHeader(value)
-	if err != nil {
-		return nil, err
+	out, _, err := k.DecryptVersion(dst, value, col)
+	return out, err
+}
+
+// DecryptVersion is Decrypt that also returns the key version the value
+// was encrypted under (the audit log's), so that a reader needs no header
+// of its own.
+func (k *Keyring) DecryptVersion(dst, value []byte, col ColumnID) (plain []byte, version uint32, err error) {
+	version, ok := keyringHeader(value)
+	if !ok {
+		h, err := ParseHeader(value)
+		if err == nil { // a valid header of another mode
+			_, err = k.decrypt(dst, value, h.Mode, h.KeyVersion, col)
+		}
+		return nil, 0, err
 	}
-	return k.DecryptParsed(dst, value, h, col)
+	if plain, err = k.decrypt(dst, value, Mode(value[4]), version, col); err != nil {
+		return nil, 0, err
+	}
+	return plain, version, nil
 }
 
 // DecryptParsed is Decrypt for a value whose header the caller has parsed
 // already (h, from ParseHeader(value)): a reader that needs the header too
 // parses it once.
 func (k *Keyring) DecryptParsed(dst, value []byte, h Header, col ColumnID) ([]byte, error) {
+	return k.decrypt(dst, value, h.Mode, h.KeyVersion, col)
+}
+
+// decrypt is Decrypt of a value whose header names mode and version.
+func (k *Keyring) decrypt(dst, value []byte, mode Mode, version uint32, col ColumnID) ([]byte, error) {
 	if col.IsZero() {
 		return nil, ErrInvalidColumn
 	}
-	if h.Mode == Subject {
+	if mode == Subject {
 		return nil, ErrSubjectValue
 	}
 	s := k.snap.Load()
-	nk := s.lookup(h.KeyVersion)
+	nk := s.lookup(version)
 	if nk == nil {
 		if s.closed {
 			return nil, ErrClosed
 		}
-		return nil, &UnknownKeyVersionError{Keyring: k.name, Version: h.KeyVersion}
+		return nil, &UnknownKeyVersionError{Keyring: k.name, Version: version}
 	}
-	if len(value) < h.Mode.Overhead() {
+	if len(value) < mode.Overhead() {
 		return nil, ErrAuthFailed
 	}
-	switch h.Mode {
+	switch mode {
 	case Randomized:
-		// The value's header is nk.hdr[Randomized-1]: ParseHeader checked
-		// every other field and the key version picked nk.
+		// The value's header is nk.hdr[Randomized-1]: the header was
+		// checked field by field and the key version picked nk.
 		nonce := value[HeaderLen : HeaderLen+gcmNonceLen]
 		out, err := nk.gcm.Open(dst, nonce, value[HeaderLen+gcmNonceLen:], nk.gcmAD(col, nk == s.keys[0]))
 		if err != nil {
 			return nil, ErrAuthFailed
 		}
 		return out, nil
-	default: // Deterministic; ParseHeader accepts no other mode
+	default: // Deterministic; the header parsers accept no other mode
 		// The header is part of the AD; for this key and mode it is always
 		// nk.hdr[Deterministic-1], which nk.sivHdr has absorbed.
 		st := nk.sivState(col, nk == s.keys[0])
