@@ -386,7 +386,7 @@ func (ss *session) copyOutput(dst []byte, st *copyState, i int, v []byte) ([]byt
 		return byteaType.Encode(dst, v, valueFormat(st.cfg.Options), &st.fmt)
 	}
 	sc := &ss.cloak.scratch
-	plain, err := ss.decryptValue(sc, fieldPlan{col: f.col, format: 1, srvFormat: 1}, v)
+	plain, err := ss.decryptValue(sc, &fieldPlan{col: f.col, format: 1, srvFormat: 1}, v)
 	if err == errForgotten {
 		return dst, copyfmt.ErrNull // its subject was forgotten: NULL
 	}

@@ -52,6 +52,7 @@ func newReplay(tb testing.TB) *replay {
 			ctr: metrics.column(col.String(), "bench")}
 		plan.fields = append(plan.fields, fieldPlan{col: col, acc: acc, format: 0, srvFormat: 1})
 	}
+	plan.check()
 	r := &replay{ss: &session{prot: &Protector{}, cloak: newCloak(nil, "bench"), guard: &sessionGuard{open: true, Metrics: metrics}}, plan: plan}
 	tb.Cleanup(r.ss.ServerGone) // as the relay does when its server loop ends
 	return r

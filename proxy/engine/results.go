@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgcloak/pgcloak/crypto"
+	"github.com/pgcloak/pgcloak/proxy/access"
 	"github.com/pgcloak/pgcloak/proxy/pgerr"
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
 	"github.com/pgcloak/pgcloak/proxy/wire"
@@ -44,6 +45,13 @@ type fieldPlan struct {
 	// sends. They differ for protected columns of portals pgcloak bound
 	// with binary results (see statement.resultFormats).
 	format, srvFormat int16
+	// verbatim: the common case, whose values are decrypted straight into
+	// the rebuilt row: the session reads the plaintext, the server sends
+	// raw ciphertext under a keyring key (not a subject's), and the type's
+	// form in the client's format is its canonical plaintext
+	// (values.Type.Verbatim), as long as the session does not transcode.
+	// Set by check.
+	verbatim bool
 }
 
 // withFormats returns the plan for a portal whose client asked for the
@@ -67,12 +75,15 @@ func (rp *rowPlan) withFormats(client, server []int16) *rowPlan {
 }
 
 // check marks a plan unreadable when an unprotected field travels in
-// another format than the client's.
+// another format than the client's, and marks the verbatim fields.
 func (rp *rowPlan) check() {
-	for _, f := range rp.fields {
+	for i := range rp.fields {
+		f := &rp.fields[i]
 		if f.col == nil && f.format != f.srvFormat {
 			rp.unreadable, rp.protected = true, true
 		}
+		f.verbatim = f.acc != nil && f.acc.Read == access.Plaintext && f.srvFormat == 1 &&
+			f.col.rule.Subject == "" && f.col.typ.Verbatim(f.format)
 	}
 }
 
@@ -439,6 +450,7 @@ func (ss *session) appendDecryptedRow(dst []byte, sc *rowScratch, plan *rowPlan,
 	out := append(dst, 'D', 0, 0, 0, 0, body[0], body[1])
 	i := 2
 	sess := &c.fmtCommitted
+	verbatim := !sess.Transcodes()
 	for k := range nf {
 		if i+4 > len(body) {
 			return nil, wire.Protocol("invalid DataRow from server")
@@ -454,11 +466,25 @@ func (ss *session) appendDecryptedRow(dst []byte, sc *rowScratch, plan *rowPlan,
 		}
 		v := body[i : i+l]
 		i += l
-		f := plan.fields[k]
+		f := &plan.fields[k]
 		if f.col == nil {
 			out = binary.BigEndian.AppendUint32(out, uint32(l))
 			out = append(out, v...)
 			continue
+		}
+		if f.verbatim && verbatim {
+			// The plaintext goes straight into the row after its length.
+			// Whatever does not decrypt here (not ciphertext, a key
+			// version not loaded, a value that does not authenticate)
+			// takes the general path below, which decides what it is.
+			if r, version, err := f.col.keyring.DecryptVersion(append(out, 0, 0, 0, 0), v, f.col.id); err == nil {
+				if err := sc.count(ss, plan.fields, k, version); err != nil {
+					return nil, err
+				}
+				binary.BigEndian.PutUint32(r[len(out):], uint32(len(r)-len(out)-4))
+				out = r
+				continue
+			}
 		}
 		var err error
 		if !f.acc.decrypts {
@@ -485,7 +511,7 @@ func (ss *session) appendDecryptedRow(dst []byte, sc *rowScratch, plan *rowPlan,
 
 // decryptValue returns the canonical plaintext of one protected value as the
 // server sent it (bytea text form "\x…" or binary), in sc.
-func (ss *session) decryptValue(sc *rowScratch, f fieldPlan, v []byte) ([]byte, error) {
+func (ss *session) decryptValue(sc *rowScratch, f *fieldPlan, v []byte) ([]byte, error) {
 	raw := v
 	if f.srvFormat == 0 {
 		var err error

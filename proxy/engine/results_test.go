@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -21,22 +22,28 @@ func (e *engineTest) selectRows(fields ...field) {
 	e.server(rowDescription(fields...))
 }
 
+// TestDecryptFailsClosed: a value that does not decrypt ends the session,
+// whether the server sends it as bytea text (hex) or raw in binary, as
+// pgcloak asks for protected columns (decrypted straight into the row).
 func TestDecryptFailsClosed(t *testing.T) {
 	for _, c := range []struct {
-		name  string
+		name string
+		// value is the stored value; text, when set, its text form (one
+		// that is no bytea: there is no binary variant).
 		value func(e *engineTest) []byte
+		text  string
 		code  string
 		msg   string
 	}{
-		{"plaintext", func(*engineTest) []byte { return []byte(`\x416c696365`) }, "XX001",
+		{"plaintext", func(*engineTest) []byte { return []byte("Alice") }, "", "XX001",
 			"cannot decrypt public.people.name: value is not pgcloak ciphertext (written around pgcloak?)"},
-		{"another column's value", func(e *engineTest) []byte { return []byte(byteaText(e.ciphertext("born", "2024-03-15"))) }, "XX001",
+		{"another column's value", func(e *engineTest) []byte { return e.ciphertext("born", "2024-03-15") }, "", "XX001",
 			"cannot decrypt public.people.name: ciphertext does not authenticate (tampered, or copied from another column)"},
 		{"tampered", func(e *engineTest) []byte {
 			ct := e.ciphertext("name", "Alice Liddell")
 			ct[len(ct)-1] ^= 1
-			return []byte(byteaText(ct))
-		}, "XX001", "cannot decrypt public.people.name: ciphertext does not authenticate (tampered, or copied from another column)"},
+			return ct
+		}, "", "XX001", "cannot decrypt public.people.name: ciphertext does not authenticate (tampered, or copied from another column)"},
 		{"unknown key version", func(e *engineTest) []byte {
 			kr := crypto.NewKeyring("pii")
 			if err := kr.Add(2, make([]byte, crypto.DEKSize)); err != nil {
@@ -47,19 +54,33 @@ func TestDecryptFailsClosed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return []byte(byteaText(ct))
-		}, "58000", "cannot use key for public.people.name: …"},
-		{"not hex", func(*engineTest) []byte { return []byte(`\xZZ`) }, "XX001", "cannot decrypt public.people.name: …"},
+			return ct
+		}, "", "58000", "cannot use key for public.people.name: …"},
+		{"not hex", nil, `\xZZ`, "XX001", "cannot decrypt public.people.name: …"},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			e := newEngine(t)
-			e.selectRows(col("name"))
-			err := e.serverErr(&pgproto3.DataRow{Values: [][]byte{c.value(e)}})
-			msg, prefix := strings.CutSuffix(c.msg, "…")
-			if sqlstate(err) != c.code || err.Error() != msg && !(prefix && strings.HasPrefix(err.Error(), msg)) {
-				t.Fatalf("error %s %q, want %s %q", sqlstate(err), err, c.code, c.msg)
+		for _, format := range []int16{0, 1} {
+			if c.value == nil && format == 1 {
+				continue
 			}
-		})
+			t.Run(fmt.Sprintf("%s/format %d", c.name, format), func(t *testing.T) {
+				e := newEngine(t)
+				var v []byte
+				switch {
+				case c.value == nil:
+					v = []byte(c.text)
+				case format == 0:
+					v = []byte(byteaText(c.value(e)))
+				default:
+					v = c.value(e)
+				}
+				e.selectRows(colOf(peopleOID, "people", "name", format))
+				err := e.serverErr(&pgproto3.DataRow{Values: [][]byte{v}})
+				msg, prefix := strings.CutSuffix(c.msg, "…")
+				if sqlstate(err) != c.code || err.Error() != msg && !(prefix && strings.HasPrefix(err.Error(), msg)) {
+					t.Fatalf("error %s %q, want %s %q", sqlstate(err), err, c.code, c.msg)
+				}
+			})
+		}
 	}
 }
 
@@ -130,6 +151,11 @@ func TestMigratingColumn(t *testing.T) {
 	e := newEngine(t, migrating)
 	e.selectRows(col("name"))
 	e.server(dataRow(`\x416c696365`), dataRow(byteaText(e.ciphertext("name", "Alice Liddell")))).
+		want(`DataRow "Alice"`, `DataRow "Alice Liddell"`)
+	// In binary, as pgcloak asks for protected columns.
+	e = newEngine(t, migrating)
+	e.selectRows(colBin("name"))
+	e.server(dataRow("Alice"), &pgproto3.DataRow{Values: [][]byte{e.ciphertext("name", "Alice Liddell")}}).
 		want(`DataRow "Alice"`, `DataRow "Alice Liddell"`)
 }
 

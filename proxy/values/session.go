@@ -64,6 +64,10 @@ func (s *Session) orDefault() *Session {
 	return s
 }
 
+// Transcodes reports whether text reaches the client in another encoding
+// than the server's, which Encode converts it to.
+func (s *Session) Transcodes() bool { return s != nil && s.encoding != "" }
+
 // Set applies a run-time parameter as the server reported or accepted it.
 // Names are matched case-insensitively; parameters that do not change how
 // values look are ignored (nil). An invalid value returns an error and,

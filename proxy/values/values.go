@@ -142,10 +142,30 @@ func (t *Type) fromBinary(dst, v []byte, s *Session) ([]byte, error) {
 	panic("values: unknown kind")
 }
 
+// Verbatim reports whether Encode appends a canonical value of t unchanged
+// in format, for a session that does not transcode (Session.Transcodes): a
+// reader can then put the plaintext straight where the value goes.
+func (t *Type) Verbatim(format int16) bool {
+	switch format {
+	case 0:
+		switch t.kind {
+		case kindText, kindVarchar, kindBpchar, kindInt2, kindInt4, kindInt8, kindNumeric, kindBool, kindUUID, kindJSONB:
+			return true
+		}
+	case 1:
+		switch t.kind {
+		case kindText, kindVarchar, kindBpchar, kindBytea:
+			return true
+		}
+	}
+	return false
+}
+
 func (t *Type) toText(dst, c []byte, s *Session) ([]byte, error) {
-	switch t.kind {
-	case kindText, kindVarchar, kindBpchar, kindInt2, kindInt4, kindInt8, kindNumeric, kindBool, kindUUID, kindJSONB:
+	if t.Verbatim(0) {
 		return append(dst, c...), nil
+	}
+	switch t.kind {
 	case kindFloat8:
 		return float8ToText(dst, c, s, t)
 	case kindDate, kindTimestamp, kindTimestamptz:
@@ -157,9 +177,10 @@ func (t *Type) toText(dst, c []byte, s *Session) ([]byte, error) {
 }
 
 func (t *Type) toBinary(dst, c []byte, s *Session) ([]byte, error) {
-	switch t.kind {
-	case kindText, kindVarchar, kindBpchar, kindBytea:
+	if t.Verbatim(1) {
 		return append(dst, c...), nil
+	}
+	switch t.kind {
 	case kindInt2, kindInt4, kindInt8:
 		return t.intToBinary(dst, c)
 	case kindNumeric:
