@@ -77,28 +77,30 @@ type rowScratch struct {
 	mask  []byte // a masked value
 	// version is the key version of the value decrypted last.
 	version uint32
-	// deferred: the values are counted later, by the server loop (a
-	// worker's batch): counted lists them meanwhile. Otherwise they are
-	// counted at once (the server loop's tally, tally.go).
+	// deferred: the values are counted in local, and in the session's
+	// tally later, by the server loop (a worker's batch). Otherwise they
+	// are counted at once (the server loop's tally, tally.go).
 	deferred bool
-	counted  []countedValue
+	local    tally
 }
 
-// countedValue is one value a worker decrypted, to be counted in the
-// session's tally when its batch is written.
-type countedValue struct {
-	field   int
-	version uint32
-}
-
-// count counts field k of fields, decrypted under version, in the session's
-// tally: now on the server loop, when the batch is written on a worker.
-func (sc *rowScratch) count(ss *session, fields []fieldPlan, k int, version uint32) error {
+// tally returns the tally that counts the values of a row of fields: the
+// session's (the server loop's) or a worker's own.
+func (sc *rowScratch) tally(ss *session, fields []fieldPlan) (*tally, error) {
 	if sc.deferred {
-		sc.counted = append(sc.counted, countedValue{k, version})
-		return nil
+		return &sc.local, nil
 	}
-	return ss.count(fields, k, version)
+	return ss.tallyOf(fields)
+}
+
+// count counts field k of fields, decrypted under version.
+func (sc *rowScratch) count(ss *session, fields []fieldPlan, k int, version uint32) error {
+	t, err := sc.tally(ss, fields)
+	if err != nil {
+		return err
+	}
+	t.add(k, version)
+	return nil
 }
 
 // rowPipeline is a session's state of batched decryption (server loop
@@ -170,7 +172,8 @@ func (ss *session) protectedRow(plan *rowPlan, m []byte, w *bufio.Writer) error 
 	if p.cur == nil {
 		b := batchPool.Get().(*rowBatch)
 		b.ss, b.plan, b.in, b.out, b.err = ss, plan, b.in[:0], b.out[:0], nil
-		b.sc.deferred, b.sc.counted = true, b.sc.counted[:0]
+		b.sc.deferred = true
+		b.sc.local.reset(plan.fields)
 		b.state.Store(batchFilling)
 		p.cur = b
 	}
@@ -292,11 +295,7 @@ func (p *rowPipeline) writeOldest(w *bufio.Writer, wait bool) (ok bool, err erro
 	p.inflight = p.inflight[:len(p.inflight)-1]
 	// The values the worker decrypted are counted now, on the server loop,
 	// before their rows go out (the audit log may refuse them).
-	for _, cv := range b.sc.counted {
-		if err = b.ss.count(b.plan.fields, cv.field, cv.version); err != nil {
-			break
-		}
-	}
+	err = b.ss.countAll(&b.sc.local)
 	if err == nil {
 		_, err = w.Write(b.out)
 	}

@@ -451,6 +451,7 @@ func (ss *session) appendDecryptedRow(dst []byte, sc *rowScratch, plan *rowPlan,
 	i := 2
 	sess := &c.fmtCommitted
 	verbatim := !sess.Transcodes()
+	var t *tally // counts the row's values; set at the first
 	for k := range nf {
 		if i+4 > len(body) {
 			return nil, wire.Protocol("invalid DataRow from server")
@@ -478,9 +479,12 @@ func (ss *session) appendDecryptedRow(dst []byte, sc *rowScratch, plan *rowPlan,
 			// version not loaded, a value that does not authenticate)
 			// takes the general path below, which decides what it is.
 			if r, version, err := f.col.keyring.DecryptVersion(append(out, 0, 0, 0, 0), v, f.col.id); err == nil {
-				if err := sc.count(ss, plan.fields, k, version); err != nil {
-					return nil, err
+				if t == nil {
+					if t, err = sc.tally(ss, plan.fields); err != nil {
+						return nil, err
+					}
 				}
+				t.add(k, version)
 				binary.BigEndian.PutUint32(r[len(out):], uint32(len(r)-len(out)-4))
 				out = r
 				continue

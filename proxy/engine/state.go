@@ -243,23 +243,25 @@ type cloak struct {
 // next: one huge value must not stay in memory for the rest of a session.
 const scratchKeep = 1 << 20
 
-// trim drops scratch buffers larger than scratchKeep.
-func trim(b []byte) []byte {
-	if cap(b) > scratchKeep {
-		return nil
+// trim drops a scratch buffer larger than scratchKeep. It stores nothing
+// otherwise: the server loop calls it for every message.
+func trim(b *[]byte) {
+	if cap(*b) > scratchKeep {
+		*b = nil
 	}
-	return b
 }
 
 // trimClient drops the client loop's large scratch buffers.
 func (c *cloak) trimClient() {
-	c.clientPlain = trim(c.clientPlain)
+	trim(&c.clientPlain)
 }
 
 // trimServer drops the server loop's large scratch buffers.
 func (c *cloak) trimServer() {
-	c.rowScratch = trim(c.rowScratch)
-	c.scratch.hex, c.scratch.plain, c.scratch.mask = trim(c.scratch.hex), trim(c.scratch.plain), trim(c.scratch.mask)
+	trim(&c.rowScratch)
+	trim(&c.scratch.hex)
+	trim(&c.scratch.plain)
+	trim(&c.scratch.mask)
 }
 
 // newCloak returns the state of a new session of user with protection p.

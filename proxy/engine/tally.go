@@ -24,42 +24,69 @@ type tally struct {
 }
 
 // count counts one value of field k of fields, decrypted under key
-// version (0: not pgcloak ciphertext). The first value of a result starts
-// its tally and, with an audit log, reserves room for its record: when the
-// log cannot take it (audit.on_failure: block) the value is not sent and
-// the error ends the session.
+// version (0: not pgcloak ciphertext), in the session's tally.
 func (ss *session) count(fields []fieldPlan, k int, version uint32) error {
-	t := &ss.guard.t
-	if t.fields == nil || &t.fields[0] != &fields[0] {
-		if t.fields != nil {
-			ss.endResult(nil, false)
-		}
-		if w := ss.guard.Audit; w != nil {
-			ok, err := w.Admit()
-			if err != nil {
-				ss.guard.refused("", "audit_unavailable")
-				return err
-			}
-			t.admitted = ok
-		}
-		t.fields = fields
-		if cap(t.values) < len(fields) {
-			t.values = make([]int64, len(fields))
-		}
-		t.values = t.values[:len(fields)]
-		clear(t.values)
-		for len(t.versions) < len(fields) {
-			t.versions = append(t.versions, nil)
-		}
-		for i := range fields {
-			t.versions[i] = t.versions[i][:0]
-		}
+	t, err := ss.tallyOf(fields)
+	if err != nil {
+		return err
 	}
-	t.values[k]++
-	if vs := t.versions[k]; version != 0 && (len(vs) == 0 || vs[len(vs)-1] != version) && !containsVersion(vs, version) {
-		t.versions[k] = append(vs, version)
-	}
+	t.add(k, version)
 	return nil
+}
+
+// tallyOf returns the session's tally of the result with fields. The first
+// value of a result starts its tally and, with an audit log, reserves room
+// for its record: when the log cannot take it (audit.on_failure: block) the
+// value is not sent and the error ends the session.
+func (ss *session) tallyOf(fields []fieldPlan) (*tally, error) {
+	t := &ss.guard.t
+	if t.fields != nil && &t.fields[0] == &fields[0] {
+		return t, nil
+	}
+	if t.fields != nil {
+		ss.endResult(nil, false)
+	}
+	if w := ss.guard.Audit; w != nil {
+		ok, err := w.Admit()
+		if err != nil {
+			ss.guard.refused("", "audit_unavailable")
+			return nil, err
+		}
+		t.admitted = ok
+	}
+	t.reset(fields)
+	return t, nil
+}
+
+// reset makes t an empty tally of fields.
+func (t *tally) reset(fields []fieldPlan) {
+	t.fields = fields
+	if cap(t.values) < len(fields) {
+		t.values = make([]int64, len(fields))
+	}
+	t.values = t.values[:len(fields)]
+	clear(t.values)
+	for len(t.versions) < len(fields) {
+		t.versions = append(t.versions, nil)
+	}
+	for i := range fields {
+		t.versions[i] = t.versions[i][:0]
+	}
+}
+
+// add counts a value of field k under key version (0: none).
+func (t *tally) add(k int, version uint32) {
+	t.values[k]++
+	if vs := t.versions[k]; version != 0 && (len(vs) == 0 || vs[len(vs)-1] != version) {
+		t.addVersion(k, version)
+	}
+}
+
+// addVersion notes that field k holds a value under version.
+func (t *tally) addVersion(k int, version uint32) {
+	if !containsVersion(t.versions[k], version) {
+		t.versions[k] = append(t.versions[k], version)
+	}
 }
 
 func containsVersion(vs []uint32, v uint32) bool {
@@ -69,6 +96,30 @@ func containsVersion(vs []uint32, v uint32) bool {
 		}
 	}
 	return false
+}
+
+// countAll adds u, a worker's tally of a batch of the result with
+// u.fields, to the session's tally, as if its values were counted one by
+// one now.
+func (ss *session) countAll(u *tally) error {
+	counted := false
+	for _, n := range u.values {
+		counted = counted || n > 0
+	}
+	if !counted {
+		return nil
+	}
+	t, err := ss.tallyOf(u.fields)
+	if err != nil {
+		return err
+	}
+	for k, n := range u.values {
+		t.values[k] += n
+		for _, v := range u.versions[k] {
+			t.addVersion(k, v)
+		}
+	}
+	return nil
 }
 
 // endResult ends the result being counted: tag is its CommandComplete (nil
