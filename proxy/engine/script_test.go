@@ -84,7 +84,7 @@ func fixtureConfig() *config.Config {
 
 // engineTest is one session of the engine and the two peers it talks to.
 type engineTest struct {
-	t    *testing.T
+	t    testing.TB
 	prot *Protector
 	hook proxy.Hook
 	ss   *session
@@ -108,6 +108,8 @@ type fixture struct {
 	settings []pgproto3.BackendMessage
 	// access, when set, are the access rules of the session's role.
 	access *config.Access
+	// metrics, when set, count the session's values.
+	metrics *Metrics
 }
 
 type engineOption func(*fixture)
@@ -118,7 +120,7 @@ func shadow(f *fixture) { f.cfg.Shadow = true }
 // newEngine starts a session of user alice to database app: startup
 // ParameterStatus messages, then Started's settings query, answered as
 // PostgreSQL 15 answers it with its defaults.
-func newEngine(t *testing.T, opts ...engineOption) *engineTest {
+func newEngine(t testing.TB, opts ...engineOption) *engineTest {
 	t.Helper()
 	fx := &fixture{cfg: fixtureConfig(), tables: fixtureTables}
 	for _, o := range opts {
@@ -155,6 +157,9 @@ func newEngine(t *testing.T, opts ...engineOption) *engineTest {
 			t.Fatal(err)
 		}
 		prot.SetGuard(Guard{Policy: policy})
+	}
+	if fx.metrics != nil {
+		prot.UseMetrics(fx.metrics)
 	}
 	prot.Install(rs.protection(snap))
 	if ok, why := prot.Ready(); !ok {
@@ -197,7 +202,7 @@ func newEngine(t *testing.T, opts ...engineOption) *engineTest {
 
 // scriptedExchange is the server leg while Started runs.
 type scriptedExchange struct {
-	t       *testing.T
+	t       testing.TB
 	answers [][]byte
 	sent    [][]byte
 }
