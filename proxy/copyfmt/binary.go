@@ -164,20 +164,25 @@ func (r *Rewriter) binaryRow(dst, t []byte) ([]byte, error) {
 		end := p + 4 + int(sz)
 		if r.prot[col] {
 			dst = append(dst, t[last:p]...)
-			out, err := r.call(col, t[p+4:end])
+			// The transform appends the value straight after its length.
+			v := t[p+4 : end]
+			out, err := r.fn(append(dst, 0, 0, 0, 0), col, v)
 			if err == ErrNull {
 				dst = binary.BigEndian.AppendUint32(dst, 0xffffffff) // a NULL field
 				last, p = end, end
 				continue
 			}
 			if err != nil {
-				return dst[:start], err
+				e := r.errColumn("", "", col, v, false)
+				e.Err = err
+				return dst[:start], e
 			}
-			if len(out) > 1<<30 {
+			n := len(out) - len(dst) - 4
+			if n > 1<<30 {
 				return dst[:start], r.errColumn(CodeProgramLimitExceeded, "field value too long", col, nil, false)
 			}
-			dst = binary.BigEndian.AppendUint32(dst, uint32(len(out)))
-			dst = append(dst, out...)
+			binary.BigEndian.PutUint32(out[len(dst):], uint32(n))
+			dst = out
 			last = end
 		}
 		p = end

@@ -33,10 +33,11 @@ const (
 // escapes or quotes it), its binary representation for binary.
 //
 // col is the field's index in the COPY column list. value is valid only
-// during the call and must not be modified. The result should be appended
-// to dst (a scratch buffer the Rewriter owns and reuses, so that steady
-// state allocates nothing); returning another slice is allowed, it is only
-// read before the next call.
+// during the call and must not be modified. The result must be appended to
+// dst, and dst with it returned (append may move it): dst is a buffer the
+// Rewriter owns (in binary, the output itself, so the value is written
+// once; in text and CSV a scratch buffer it reuses, so that steady state
+// allocates nothing). On error the result is ignored.
 type FieldFunc func(dst []byte, col int, value []byte) ([]byte, error)
 
 // ErrNull, returned by a FieldFunc of COPY TO, writes the field as NULL

@@ -33,6 +33,10 @@ type copyState struct {
 	// subj is the subject of the row being copied in, for subject-keyed
 	// columns (see copySubject).
 	subj subjectValue
+	// encrypted counts the values of COPY FROM encrypted per column since
+	// the metrics last got them (countCopied), into ctrs (nil: none).
+	encrypted []int64
+	ctrs      []*colCounters
 }
 
 // newCopy prepares the rewriter for a planned COPY.
@@ -65,7 +69,13 @@ func (ss *session) newCopy(cp *sqlplan.Copy) (*copyState, error) {
 	}
 	fn := ss.copyDecrypt(st)
 	if cp.From {
-		dir, fn = copyfmt.In, ss.copyEncrypt(st)
+		dir, fn = copyfmt.In, ss.copyEncrypt(st, valueFormat(o))
+		st.encrypted, st.ctrs = make([]int64, len(st.cols)), make([]*colCounters, len(st.cols))
+		for i, col := range st.cols {
+			if col != nil && ss.guard.Metrics != nil {
+				st.ctrs[i] = ss.access(col).ctr
+			}
+		}
 	}
 	// The data's encoding: the COPY's ENCODING option, else the session's
 	// client_encoding.
@@ -110,14 +120,28 @@ func valueFormat(o copyfmt.Options) int16 {
 }
 
 // copyEncrypt is the field transform of COPY FROM: the client's value of the
-// logical type becomes its ciphertext.
-func (ss *session) copyEncrypt(st *copyState) copyfmt.FieldFunc {
+// logical type, in format, becomes its ciphertext.
+func (ss *session) copyEncrypt(st *copyState, format int16) copyfmt.FieldFunc {
 	return func(dst []byte, i int, v []byte) ([]byte, error) {
-		out, err := ss.appendEncryptedWith(dst, st.cols[i], valueFormat(st.cfg.Options), v, &st.fmt, st.subj)
+		out, err := ss.appendEncryptedWith(dst, st.cols[i], format, v, &st.fmt, &st.subj)
 		if err != nil {
 			return dst, err
 		}
+		st.encrypted[i]++
 		return out, nil
+	}
+}
+
+// countCopied adds the values encrypted so far to the metrics: once per
+// CopyData message rather than once per value.
+func (st *copyState) countCopied() {
+	for i, n := range st.encrypted {
+		if n > 0 {
+			if st.ctrs[i] != nil {
+				st.ctrs[i].encrypted.Add(float64(n))
+			}
+			st.encrypted[i] = 0
+		}
 	}
 }
 
@@ -151,6 +175,7 @@ func (ss *session) copyData(typ byte, m []byte) error {
 		_, werr := ss.toServer.Write(m)
 		return werr
 	}
+	st.countCopied()
 	if err == nil && len(st.out) > 0 {
 		err = ss.writeCopyData(st.out)
 	}

@@ -512,24 +512,24 @@ func growSQL(out []byte, sql string) []byte {
 // encrypt turns a client value (format 0 text, 1 binary) for col into its
 // ciphertext; subj is its row's subject (for a subject-keyed column).
 func (ss *session) encrypt(col *column, format int16, v []byte, subj subjectValue) ([]byte, error) {
-	return ss.appendEncryptedWith(nil, col, format, v, &ss.cloak.fmtClient, subj)
+	out, err := ss.appendEncryptedWith(nil, col, format, v, &ss.cloak.fmtClient, &subj)
+	if err != nil {
+		return nil, err
+	}
+	ss.countEncrypted(col)
+	return out, nil
 }
 
 // appendEncryptedWith is encrypt appending the value to dst, with the value
-// formats f.
-func (ss *session) appendEncryptedWith(dst []byte, col *column, format int16, v []byte, f *values.Session, subj subjectValue) ([]byte, error) {
+// formats f, without counting it (the caller does).
+func (ss *session) appendEncryptedWith(dst []byte, col *column, format int16, v []byte, f *values.Session, subj *subjectValue) ([]byte, error) {
 	c := ss.cloak
 	plain, err := col.typ.Canonical(c.clientPlain[:0], format, v, f)
 	if err != nil {
 		return nil, columnValueError(col, err)
 	}
 	c.clientPlain = plain
-	out, err := ss.seal(dst, plain, col, subj)
-	if err != nil {
-		return nil, err
-	}
-	ss.countEncrypted(col)
-	return out, nil
+	return ss.seal(dst, plain, col, subj)
 }
 
 // encryptAs is encrypt for a parameter the client declared with type OID

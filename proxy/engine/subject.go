@@ -51,7 +51,7 @@ var errForgotten = errors.New("forgotten subject")
 // seal encrypts the canonical plaintext of a value of col, appending it to
 // dst: under col's keyring, or under the key of subj for a subject-keyed
 // column (made on the subject's first write).
-func (ss *session) seal(dst, plain []byte, col *column, subj subjectValue) ([]byte, error) {
+func (ss *session) seal(dst, plain []byte, col *column, subj *subjectValue) ([]byte, error) {
 	if col.rule.Subject == "" {
 		out, err := col.keyring.Encrypt(dst, plain, col.id, col.mode)
 		if err != nil {
@@ -71,7 +71,7 @@ func (ss *session) seal(dst, plain []byte, col *column, subj subjectValue) ([]by
 }
 
 // subjectKey returns the key of the subject subj of a value of col.
-func (ss *session) subjectKey(col *column, subj subjectValue) (*crypto.SubjectKey, error) {
+func (ss *session) subjectKey(col *column, subj *subjectValue) (*crypto.SubjectKey, error) {
 	switch {
 	case col.subject == nil:
 		return nil, &pgerr.Error{Code: pgerrcode.InternalError, Message: fmt.Sprintf("%s is subject-keyed, and this pgcloak has no subject keys loaded", col)}
@@ -86,7 +86,7 @@ func (ss *session) subjectKey(col *column, subj subjectValue) (*crypto.SubjectKe
 	if err != nil {
 		return nil, subjectKeyError(col, err)
 	}
-	text, err := ss.subjectText(res, subj)
+	text, err := ss.subjectText(res, *subj)
 	if err != nil {
 		return nil, &pgerr.Error{Code: pgerrcode.InvalidTextRepresentation, Err: err,
 			Message: fmt.Sprintf("the subject of %s (%s, %s): %v", col, col.rule.Subject, res.TypeName, err)}
