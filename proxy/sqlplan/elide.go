@@ -329,33 +329,29 @@ func restore(an *Analysis, els []elision) bool {
 		}
 		return v
 	}
+	// literal maps one literal's range and value back.
+	literal := func(v *string, start, end *int) bool {
+		*v = value(*v, *start, *end)
+		var ok1, ok2 bool
+		*start, ok1 = offset(*start)
+		*end, ok2 = offset(*end)
+		return ok1 && ok2
+	}
 	for i := range an.Statements {
 		st := &an.Statements[i]
 		for j := range st.Edits {
 			e := &st.Edits[j]
-			e.Value = value(e.Value, e.Start, e.End)
-			var ok1, ok2 bool
-			if e.Start, ok1 = offset(e.Start); !ok1 {
-				return false
-			}
-			if e.End, ok2 = offset(e.End); !ok2 {
+			if !literal(&e.Value, &e.Start, &e.End) {
 				return false
 			}
 		}
-		if st.Execute != nil {
-			for j := range st.Execute.Args {
-				a := &st.Execute.Args[j]
-				if !a.Literal {
-					continue
-				}
-				a.Value = value(a.Value, a.Start, a.End)
-				var ok1, ok2 bool
-				if a.Start, ok1 = offset(a.Start); !ok1 {
-					return false
-				}
-				if a.End, ok2 = offset(a.End); !ok2 {
-					return false
-				}
+		if st.Execute == nil {
+			continue
+		}
+		for j := range st.Execute.Args {
+			a := &st.Execute.Args[j]
+			if a.Literal && !literal(&a.Value, &a.Start, &a.End) {
+				return false
 			}
 		}
 	}
