@@ -4,6 +4,10 @@ package engine
 // protected parameters, Execute plans the rows of its portal.
 
 import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/pgcloak/pgcloak/proxy/sqlplan"
@@ -115,7 +119,7 @@ func (ss *session) parse(m []byte) error {
 	}
 	var sql []byte
 	if err == nil {
-		sql, err = ss.rewriteSQL(msg.Query, a)
+		sql, err = ss.rewriteSQL(msg.Query, a, nil, 0)
 	}
 	if err == nil && a != nil {
 		err = st.plan(a, c.p)
@@ -339,26 +343,30 @@ func (ss *session) refuseParse(name string, err error) error {
 }
 
 // encryptBind rebuilds a Bind with the protected parameters encrypted and,
-// unless nil, these result formats.
+// unless nil, these result formats. The message is built once at its final
+// size, each ciphertext sealed where it goes: a large parameter costs one
+// copy, its ciphertext (none before it: text is sealed where it lies in m).
 func (ss *session) encryptBind(m []byte, st *statement, resultFormats []int16) ([]byte, error) {
-	var msg pgproto3.Bind
+	var msg pgproto3.Bind // its parameters alias m
 	if err := msg.Decode(m[wire.HeaderLen:]); err != nil {
 		return nil, wire.Protocol("invalid Bind message: " + err.Error())
 	}
 	n := len(msg.Parameters)
 	formats := make([]int16, n)
 	for i := range formats {
-		switch len(msg.ParameterFormatCodes) {
-		case 0:
-		case 1:
-			formats[i] = msg.ParameterFormatCodes[0]
-		default:
-			if i < len(msg.ParameterFormatCodes) {
-				formats[i] = msg.ParameterFormatCodes[i]
-			}
-		}
+		formats[i] = wire.FormatCode(msg.ParameterFormatCodes, i)
 	}
+	if resultFormats == nil {
+		resultFormats = msg.ResultFormatCodes
+	}
+	// The canonical plaintext of each protected parameter, and the size of
+	// the message that carries their ciphertexts.
+	plains := make([][]byte, n)
+	size := wire.HeaderLen + len(msg.DestinationPortal) + 1 + len(msg.PreparedStatement) + 1 + // names
+		2 + 2*n + 2 + // parameter formats, parameter count
+		2 + 2*len(resultFormats)
 	for i, v := range msg.Parameters {
+		size += 4 + len(v)
 		if i >= len(st.params) || st.params[i] == nil || v == nil {
 			continue
 		}
@@ -366,16 +374,50 @@ func (ss *session) encryptBind(m []byte, st *statement, resultFormats []int16) (
 		if i < len(st.declared) {
 			declared = st.declared[i]
 		}
-		ct, err := ss.encryptAs(st.params[i], declared, formats[i], v, paramSubject(st, i, msg.Parameters, formats))
+		p, err := ss.plainAs(st.params[i], declared, formats[i], v)
 		if err != nil {
 			return nil, err
 		}
-		msg.Parameters[i] = ct
-		formats[i] = 1
+		plains[i] = p
+		size += st.params[i].sealedSize(len(p)) - len(v)
 	}
-	msg.ParameterFormatCodes = formats
-	if resultFormats != nil {
-		msg.ResultFormatCodes = resultFormats
+	out, start := wire.BeginMessage(make([]byte, 0, size), byte(wire.Bind))
+	out = append(append(out, msg.DestinationPortal...), 0)
+	out = append(append(out, msg.PreparedStatement...), 0)
+	out = binary.BigEndian.AppendUint16(out, uint16(n))
+	for i, f := range formats {
+		if plains[i] != nil {
+			f = 1 // the ciphertext's bytes
+		}
+		out = binary.BigEndian.AppendUint16(out, uint16(f))
 	}
-	return msg.Encode(nil)
+	out = binary.BigEndian.AppendUint16(out, uint16(n))
+	for i, v := range msg.Parameters {
+		switch {
+		case v == nil:
+			out = binary.BigEndian.AppendUint32(out, math.MaxUint32) // -1: NULL
+		case plains[i] != nil:
+			col := st.params[i]
+			k := col.sealedSize(len(plains[i]))
+			out = binary.BigEndian.AppendUint32(out, uint32(k))
+			subj := paramSubject(st, i, msg.Parameters, formats)
+			sealed, err := ss.seal(out, plains[i], col, &subj)
+			if err != nil {
+				return nil, err
+			}
+			if len(sealed) != len(out)+k || &sealed[0] != &out[0] {
+				return nil, fmt.Errorf("internal: %s sealed %d bytes, expected %d", col, len(sealed)-len(out), k)
+			}
+			ss.countEncrypted(col)
+			out = sealed
+		default:
+			out = binary.BigEndian.AppendUint32(out, uint32(len(v)))
+			out = append(out, v...)
+		}
+	}
+	out = binary.BigEndian.AppendUint16(out, uint16(len(resultFormats)))
+	for _, f := range resultFormats {
+		out = binary.BigEndian.AppendUint16(out, uint16(f))
+	}
+	return wire.EndMessage(out, start), nil
 }

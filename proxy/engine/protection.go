@@ -50,6 +50,14 @@ type column struct {
 
 func (c *column) String() string { return c.rule.String() }
 
+// sealedSize is the length of the ciphertext of a plaintext of n bytes.
+func (c *column) sealedSize(n int) int {
+	if c.rule.Subject != "" {
+		return n + crypto.Subject.Overhead()
+	}
+	return n + c.mode.Overhead()
+}
+
 // Rules are the protected columns of a configuration bound to their
 // keyrings, made once.
 type Rules struct {

@@ -2,11 +2,11 @@ package engine
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/jackc/pgerrcode"
 	"go.uber.org/zap"
@@ -196,14 +196,23 @@ func (ss *session) refuse(err error) error {
 // query handles a simple-protocol Query: one group on its own.
 func (ss *session) query(m []byte) error {
 	c := ss.cloak
-	sql := wire.CString(m[wire.HeaderLen:])
+	// The text aliases m, valid only during this call: nothing of a large
+	// statement is copied but its rewrite. The audit log, which records
+	// the text after the call, gets a copy.
+	sql := wire.CStringView(m[wire.HeaderLen:])
+	var kept string
+	if ss.auditing() {
+		kept = strings.Clone(sql)
+	}
 	a, err := ss.analyze(sql)
 	if err == nil {
-		err = ss.checkAccess(a, sql)
+		err = ss.checkAccess(a, kept)
 	}
 	var out []byte
 	if err == nil {
-		out, err = ss.rewriteSQL(sql, a)
+		if out, err = ss.rewriteSQL(sql, a, []byte{byte(wire.Query), 0, 0, 0, 0}, 1); out != nil {
+			out = wire.EndMessage(append(out, 0), 0)
+		}
 	}
 	var cp *copyState
 	if err == nil && a != nil {
@@ -215,7 +224,7 @@ func (ss *session) query(m []byte) error {
 		}
 		out, cp = nil, nil
 	}
-	e := pending{kind: pSimple, copy: cp, group: c.group, sql: sql}
+	e := pending{kind: pSimple, copy: cp, group: c.group, sql: kept}
 	if a != nil {
 		e.effects = make([][]sqlplan.Effect, len(a.Statements))
 		for i := range a.Statements {
@@ -235,7 +244,7 @@ func (ss *session) query(m []byte) error {
 	if out == nil {
 		_, err = ss.toServer.Write(m)
 	} else {
-		_, err = ss.toServer.Write(wire.AppendQuery(nil, string(out)))
+		_, err = ss.toServer.Write(out)
 	}
 	return err
 }
@@ -328,13 +337,16 @@ func (ss *session) abandonCopy() {
 }
 
 // rewriteSQL replaces every literal the analysis maps to a protected column
-// with its ciphertext as a bytea literal. It returns nil when nothing changes.
-func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis) ([]byte, error) {
+// with its ciphertext as a bytea literal. The rewritten text is appended to
+// a new buffer that begins with head and has room for tail more bytes (a
+// message's header and what follows the text), so that the message is
+// built where it will be sent: one buffer of the final size, whatever the
+// size of a literal. It returns nil when nothing changes.
+func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis, head []byte, tail int) ([]byte, error) {
 	if a == nil {
 		return nil, nil
 	}
-	var out []byte
-	last := 0
+	var reps []replacement
 	// Statements that an earlier PREPARE of the same text defines (or an
 	// earlier DEALLOCATE removes: nil): the server runs them in order.
 	var inText map[string]*sqlplan.Statement
@@ -365,69 +377,132 @@ func (ss *session) rewriteSQL(sql string, a *sqlplan.Analysis) ([]byte, error) {
 			}
 		}
 		for _, e := range edits {
-			if e.Backstop {
-				// DDL that creates a protected column through pgcloak
-				// gets the column's backstop in the same statement.
-				out = growSQL(out, sql)
-				out = append(out, sql[last:e.Start]...)
-				out = append(out, e.Verbatim...)
-				out = append(out, catalog.BackstopConstraintFor(e.Column.Name, e.Column.Subject != "")...)
-				last = e.End
-				continue
-			}
-			if e.Column == nil {
-				// A relation name qualified with the schema planned for.
-				out = growSQL(out, sql)
-				out = append(out, sql[last:e.Start]...)
-				out = append(out, e.Verbatim...)
-				last = e.End
-				continue
-			}
-			if e.Null {
-				// NULL stays NULL; the range may hold a cast (NULL::text)
-				// that would not fit bytea.
-				out = growSQL(out, sql)
-				out = append(out, sql[last:e.Start]...)
-				out = append(out, "NULL"...)
-				if sqlplan.SpaceAfter(sql, e) {
-					out = append(out, ' ')
-				}
-				last = e.End
-				continue
-			}
-			col := ss.cloak.p.byPlan[e.Column]
-			if col == nil {
-				return nil, fmt.Errorf("internal: unknown column %s", e.Column)
-			}
-			value := []byte(e.Value)
-			if isDecimalLiteral(sql[e.Start:e.End]) {
-				var err error
-				if value, err = ss.numericLiteral(col, value); err != nil {
-					return nil, err
-				}
-			}
-			ct, err := ss.encrypt(col, 0, value, literalSubject(e.Subject))
+			r, err := ss.replacementFor(sql, e)
 			if err != nil {
 				return nil, err
 			}
-			out = growSQL(out, sql)
-			out = append(out, sql[last:e.Start]...)
-			// E'\\x…': the same bytes whether standard_conforming_strings
-			// is on or off ('\x…' would be read as escapes with it off).
-			out = append(out, `E'\\x`...)
-			out = hex.AppendEncode(out, ct)
-			out = append(out, `'::bytea`...)
-			if sqlplan.SpaceAfter(sql, e) {
-				out = append(out, ' ')
-			}
-			last = e.End
+			reps = append(reps, r)
 		}
 	}
-	if out == nil {
+	if reps == nil {
 		return nil, nil
+	}
+	size := len(sql)
+	for i := range reps {
+		size += reps[i].size() - (reps[i].end - reps[i].start)
+	}
+	out := make([]byte, 0, len(head)+size+tail)
+	out = append(out, head...)
+	last := 0
+	for i := range reps {
+		r := &reps[i]
+		out = append(out, sql[last:r.start]...)
+		var err error
+		if out, err = ss.appendReplacement(out, r); err != nil {
+			return nil, err
+		}
+		last = r.end
 	}
 	return append(out, sql[last:]...), nil
 }
+
+// A replacement is one edit of a rewrite: the text's range [start, end)
+// gives way to text or, for a protected literal (col set), to the
+// ciphertext of plain as a bytea literal.
+type replacement struct {
+	start, end int
+	text       string
+	col        *column
+	plain      []byte
+	subj       subjectValue
+	space      bool // a space after: the next byte would join the literal
+}
+
+// byteaLiteral is how a ciphertext is written into SQL, around its hex:
+// E'\\x…' reads as the same bytes whether standard_conforming_strings is on
+// or off ('\x…' would be read as escapes with it off).
+const byteaLiteralOpen, byteaLiteralClose = `E'\\x`, `'::bytea`
+
+// size is the length of what r writes.
+func (r *replacement) size() int {
+	n := len(r.text)
+	if r.col != nil {
+		n += len(byteaLiteralOpen) + 2*r.col.sealedSize(len(r.plain)) + len(byteaLiteralClose)
+	}
+	if r.space {
+		n++
+	}
+	return n
+}
+
+// replacementFor reads edit e of sql: for a protected literal, its value
+// in the column's canonical form (a view of the literal where the
+// canonical form is the value itself: nothing of a large literal is copied
+// before it is sealed).
+func (ss *session) replacementFor(sql string, e sqlplan.Edit) (replacement, error) {
+	r := replacement{start: e.Start, end: e.End}
+	switch {
+	case e.Backstop:
+		// (An empty range.) DDL that creates a protected column through pgcloak gets the
+		// column's backstop in the same statement.
+		r.text = e.Verbatim + catalog.BackstopConstraintFor(e.Column.Name, e.Column.Subject != "")
+	case e.Column == nil:
+		// A relation name qualified with the schema planned for.
+		r.text = e.Verbatim
+	case e.Null:
+		// NULL stays NULL; the range may hold a cast (NULL::text) that
+		// would not fit bytea.
+		r.text, r.space = "NULL", sqlplan.SpaceAfter(sql, e)
+	default:
+		col := ss.cloak.p.byPlan[e.Column]
+		if col == nil {
+			return r, fmt.Errorf("internal: unknown column %s", e.Column)
+		}
+		value := unsafe.Slice(unsafe.StringData(e.Value), len(e.Value)) // only read
+		var err error
+		if isDecimalLiteral(sql[e.Start:e.End]) {
+			r.plain, err = ss.numericLiteral(col, value)
+		} else if r.plain, err = col.typ.CanonicalView(0, value, &ss.cloak.fmtClient); err != nil {
+			err = columnValueError(col, err)
+		}
+		if err != nil {
+			return r, err
+		}
+		r.col, r.subj, r.space = col, literalSubject(e.Subject), sqlplan.SpaceAfter(sql, e)
+	}
+	return r, nil
+}
+
+// appendReplacement appends what r writes to dst, which has room for it.
+// A ciphertext is sealed into the second half of the room its hex takes,
+// and encoded from there in place: each byte is read before the two hex
+// digits written at or before it.
+func (ss *session) appendReplacement(dst []byte, r *replacement) ([]byte, error) {
+	dst = append(dst, r.text...)
+	if r.col != nil {
+		dst = append(dst, byteaLiteralOpen...)
+		at, n := len(dst), r.col.sealedSize(len(r.plain))
+		sealed, err := ss.seal(dst[:at+n], r.plain, r.col, &r.subj)
+		if err != nil {
+			return nil, err
+		}
+		if len(sealed) != at+2*n || &sealed[0] != &dst[0] {
+			return nil, fmt.Errorf("internal: %s sealed %d bytes, expected %d", r.col, len(sealed)-at-n, n)
+		}
+		ss.countEncrypted(r.col)
+		dst = sealed[:at]
+		for _, b := range sealed[at+n:] {
+			dst = append(dst, hexDigits[b>>4], hexDigits[b&0x0f])
+		}
+		dst = append(dst, byteaLiteralClose...)
+	}
+	if r.space {
+		dst = append(dst, ' ')
+	}
+	return dst, nil
+}
+
+const hexDigits = "0123456789abcdef"
 
 // checkJoins refuses comparisons between two deterministic columns unless
 // they share a search group (and so encrypt equal values equally).
@@ -501,27 +576,10 @@ func unknownStatement(name string) error {
 		Message: fmt.Sprintf("prepared statement %q is not known to pgcloak (prepared inside server-side code, or never prepared), so pgcloak cannot tell which of its values to encrypt; prepare it through pgcloak", name)}
 }
 
-// growSQL returns out, allocated for a rewrite of sql if still nil.
-func growSQL(out []byte, sql string) []byte {
-	if out == nil {
-		out = make([]byte, 0, len(sql)+256)
-	}
-	return out
-}
-
-// encrypt turns a client value (format 0 text, 1 binary) for col into its
-// ciphertext; subj is its row's subject (for a subject-keyed column).
-func (ss *session) encrypt(col *column, format int16, v []byte, subj subjectValue) ([]byte, error) {
-	out, err := ss.appendEncryptedWith(nil, col, format, v, &ss.cloak.fmtClient, &subj)
-	if err != nil {
-		return nil, err
-	}
-	ss.countEncrypted(col)
-	return out, nil
-}
-
-// appendEncryptedWith is encrypt appending the value to dst, with the value
-// formats f, without counting it (the caller does).
+// appendEncryptedWith appends to dst the ciphertext of a client value for
+// col (format 0 text, 1 binary, read with the value formats f); subj is its
+// row's subject (for a subject-keyed column). The caller counts it
+// (countEncrypted).
 func (ss *session) appendEncryptedWith(dst []byte, col *column, format int16, v []byte, f *values.Session, subj *subjectValue) ([]byte, error) {
 	c := ss.cloak
 	plain, err := col.typ.Canonical(c.clientPlain[:0], format, v, f)
@@ -532,25 +590,30 @@ func (ss *session) appendEncryptedWith(dst []byte, col *column, format int16, v 
 	return ss.seal(dst, plain, col, subj)
 }
 
-// encryptAs is encrypt for a parameter the client declared with type OID
-// declared (0: none): the value is read in that type first, then converted
-// to the column's logical type through its text form, as PostgreSQL's
-// assignment does.
-func (ss *session) encryptAs(col *column, declared uint32, format int16, v []byte, subj subjectValue) ([]byte, error) {
-	if declared == 0 || declared == col.typ.OID() {
-		return ss.encrypt(col, format, v, subj)
-	}
-	dt, ok := values.ByOID(declared)
-	if !ok {
-		if format == 0 {
-			return ss.encrypt(col, 0, v, subj) // unknown declared type sent as text: read it as the column's
+// plainAs is the canonical plaintext of a parameter of col the client
+// declared with type OID declared (0: none): the value is read in that type
+// first, then converted to the column's logical type through its text form,
+// as PostgreSQL's assignment does. The result may alias v
+// (values.CanonicalView).
+func (ss *session) plainAs(col *column, declared uint32, format int16, v []byte) ([]byte, error) {
+	f := &ss.cloak.fmtClient
+	if declared != 0 && declared != col.typ.OID() {
+		dt, ok := values.ByOID(declared)
+		switch {
+		case ok:
+			text, err := dt.Canonical(nil, format, v, f)
+			if err != nil {
+				return nil, columnValueError(col, err)
+			}
+			v, format = text, 0
+		case format != 0:
+			return nil, &pgerr.Error{Code: pgerrcode.DatatypeMismatch, Message: fmt.Sprintf("%s: parameter declared with type OID %d, which pgcloak cannot convert to %s; declare it as %s or leave it untyped", col, declared, col.typ, col.typ)}
 		}
-		return nil, &pgerr.Error{Code: pgerrcode.DatatypeMismatch, Message: fmt.Sprintf("%s: parameter declared with type OID %d, which pgcloak cannot convert to %s; declare it as %s or leave it untyped", col, declared, col.typ, col.typ)}
+		// An unknown declared type sent as text is read as the column's.
 	}
-	c := ss.cloak
-	text, err := dt.Canonical(nil, format, v, &c.fmtClient)
+	plain, err := col.typ.CanonicalView(format, v, f)
 	if err != nil {
 		return nil, columnValueError(col, err)
 	}
-	return ss.encrypt(col, 0, text, subj)
+	return plain, nil
 }

@@ -226,6 +226,9 @@ func commandName(cmd []byte) string {
 	return string(cmd)
 }
 
+// auditing reports whether the session writes audit records.
+func (ss *session) auditing() bool { return ss.guard != nil && ss.guard.Audit != nil }
+
 // recordDenial writes the audit record of a denial and counts it. command
 // and sql describe the statement when known.
 func (ss *session) recordDenial(ca *colAccess, verb, command, sql string) {

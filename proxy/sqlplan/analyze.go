@@ -46,6 +46,11 @@ func analyze(sql string, cat Catalog, names []string, settings *Settings) (*Anal
 		// The C parser would stop at the NUL and plan only what precedes it.
 		return nil, refuse("parse", "", "the statement text contains a NUL byte")
 	}
+	if len(sql) >= elideText {
+		if an, ok := analyzeElided(sql, cat, names, settings); ok {
+			return an, nil
+		}
+	}
 	tree, err := pg.Parse(sql)
 	if err != nil {
 		if name := mentioned(sql, names); name != "" {
@@ -53,6 +58,11 @@ func analyze(sql string, cat Catalog, names []string, settings *Settings) (*Anal
 		}
 		return nil, nil
 	}
+	return analyzeTree(sql, tree, cat, names, settings)
+}
+
+// analyzeTree is analyze with the text parsed.
+func analyzeTree(sql string, tree *pg.ParseResult, cat Catalog, names []string, settings *Settings) (*Analysis, error) {
 	if settings == nil {
 		settings = NewSettings(nil)
 	}

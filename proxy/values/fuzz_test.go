@@ -26,7 +26,8 @@ var fuzzSessions = [][][2]string{
 // FuzzCanonical checks, for any input accepted by any type in any of the
 // sessions: Canonical is a fixed point; Encode succeeds in both formats; the
 // session's text output and the binary output read back to the same
-// canonical value; errors are *ValueError with a SQLSTATE; nothing panics.
+// canonical value; CanonicalView gives what Canonical does; errors are
+// *ValueError with a SQLSTATE; nothing panics.
 func FuzzCanonical(f *testing.F) {
 	seeds := []string{"", "0", "007", "-1.50e3", "NaN", "Infinity", "t", "2024-01-02", "2024-03-10 02:30:00",
 		"0044-03-15 BC", "294276-12-31 23:59:59.999999", "epoch", "infinity", "Jan 2 2024 3:04pm PST",
@@ -50,6 +51,10 @@ func FuzzCanonical(f *testing.F) {
 		}
 		fc := int16(format % 2)
 		c, err := typ.Canonical(nil, fc, in, s)
+		view, verr := typ.CanonicalView(fc, in, s)
+		if (err == nil) != (verr == nil) || !bytes.Equal(c, view) {
+			t.Fatalf("%s %q: CanonicalView %q, %v; Canonical %q, %v", typ, in, view, verr, c, err)
+		}
 		if err != nil {
 			var ve *ValueError
 			if !errors.As(err, &ve) || len(ve.Code) != 5 || ve.Message == "" {

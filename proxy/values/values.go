@@ -42,6 +42,26 @@ func (t *Type) Canonical(dst []byte, format int16, v []byte, s *Session) ([]byte
 	return nonNil(dst), nil
 }
 
+// CanonicalView is Canonical without the copy where a value is its own
+// canonical form: text and varchar without a length limit (text or binary
+// format, in UTF-8 or once converted from the client encoding) and bytea in
+// binary format. The result may then alias v: a large value (a 100 MB
+// literal) is validated and sealed where it lies. Other values are
+// Canonical's, in a new slice.
+func (t *Type) CanonicalView(format int16, v []byte, s *Session) ([]byte, error) {
+	switch {
+	case (t.kind == kindText || t.kind == kindVarchar) && t.typmod < 0 && (format == 0 || format == 1):
+		u, err := s.orDefault().clientText(v)
+		if err != nil {
+			return nil, err
+		}
+		return nonNil(u), nil
+	case t.kind == kindBytea && format == 1:
+		return nonNil(v), nil
+	}
+	return t.Canonical(nil, format, v, s)
+}
+
 // emptyValue is returned for an empty value appended to a nil dst, so that
 // an empty value is never confused with NULL (a nil slice in pgproto3).
 var emptyValue = []byte{}
