@@ -49,6 +49,8 @@ func TestLargeValueCopies(t *testing.T) {
 		{"Query into a protected column", &pgproto3.Query{String: "INSERT INTO people (id, name) VALUES (1, '" + big + "')"}, 2, true},
 		{"Query into a plain column of a protected table", &pgproto3.Query{String: "INSERT INTO people (id, note) VALUES (1, $$" + big + "$$)"}, 0, false},
 		{"Query on no protected table", &pgproto3.Query{String: "SELECT '" + big + "'"}, 0, false},
+		// The statement keeps its text, to plan it again (one copy).
+		{"Parse with a protected literal", &pgproto3.Parse{Name: "big", Query: "INSERT INTO people (id, name) VALUES ($1, '" + big + "')"}, 3, true},
 		{"Bind of a protected parameter", &pgproto3.Bind{PreparedStatement: "name", Parameters: [][]byte{[]byte("1"), []byte(big)}}, 1, true},
 		{"Bind of a plain parameter", &pgproto3.Bind{PreparedStatement: "note", Parameters: [][]byte{[]byte("1"), []byte(big)}}, 0, false},
 	} {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -108,18 +109,24 @@ func (ss *session) describeParsed() error {
 // one of that name once the server confirms (ParseComplete).
 func (ss *session) parse(m []byte) error {
 	c := ss.cloak
-	var msg pgproto3.Parse
-	if err := msg.Decode(m[wire.HeaderLen:]); err != nil {
-		return wire.Protocol("invalid Parse message: " + err.Error())
+	msg, err := wire.ScanParse(m[wire.HeaderLen:])
+	if err != nil {
+		return err
 	}
+	// The statement keeps its text (to plan it again): the one copy of it.
+	msg.Query = strings.Clone(msg.Query)
 	st := &statement{name: msg.Name}
 	a, err := ss.analyze(msg.Query)
 	if err == nil {
 		err = ss.checkAccess(a, msg.Query)
 	}
-	var sql []byte
+	// The rewritten message, built in place from its name on: the query
+	// follows, then what comes after it (filled in below).
+	var out []byte
 	if err == nil {
-		sql, err = ss.rewriteSQL(msg.Query, a, nil, 0)
+		head, _ := wire.BeginMessage(nil, byte(wire.Parse))
+		head = append(append(head, msg.Name...), 0)
+		out, err = ss.rewriteSQL(msg.Query, a, head, 1+2+4*len(msg.ParamOIDs))
 	}
 	if err == nil && a != nil {
 		err = st.plan(a, c.p)
@@ -134,22 +141,19 @@ func (ss *session) parse(m []byte) error {
 			return ss.refuseParse(msg.Name, err)
 		}
 		st = &statement{name: msg.Name}
-		sql = nil
+		out = nil
 	}
 	st.text = msg.Query
-	changed := sql != nil
-	if changed {
-		msg.Query = string(sql)
-	}
+	changed := out != nil
 	// A client may declare the logical type of a protected parameter; the
 	// server must see bytea.
 	for i, col := range st.params {
-		if col != nil && i < len(msg.ParameterOIDs) && msg.ParameterOIDs[i] != 0 {
+		if col != nil && i < len(msg.ParamOIDs) && msg.ParamOIDs[i] != 0 {
 			if st.declared == nil {
 				st.declared = make([]uint32, len(st.params))
 			}
-			st.declared[i] = msg.ParameterOIDs[i]
-			msg.ParameterOIDs[i] = byteaOID
+			st.declared[i] = msg.ParamOIDs[i]
+			msg.ParamOIDs[i] = byteaOID
 			changed = true
 		}
 	}
@@ -162,13 +166,17 @@ func (ss *session) parse(m []byte) error {
 		// pipeline, so the answer would come too late to help).
 		c.describeNext = st
 	}
-	if !changed {
-		_, err = ss.toServer.Write(m)
-		return err
-	}
-	out, err := msg.Encode(c.inject())
-	if err != nil {
-		return err
+	switch {
+	case !changed:
+		out = m
+	case out != nil:
+		out = wire.EndMessage(wire.AppendParseTail(out, msg.ParamOIDs), 0)
+	default: // only parameter types changed
+		var start int
+		out, start = wire.BeginMessage(c.inject(), byte(wire.Parse))
+		out = append(append(out, msg.Name...), 0)
+		out = append(out, msg.Query...)
+		out = wire.EndMessage(wire.AppendParseTail(out, msg.ParamOIDs), start)
 	}
 	_, err = ss.toServer.Write(out)
 	return err

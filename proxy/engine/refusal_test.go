@@ -152,6 +152,10 @@ func TestRefusedStatements(t *testing.T) {
 			`ErrorResponse ERROR 42703 "pgcloak: cannot write public.people.nosuch: pgcloak's catalog shows no such column in this protected table (renamed around pgcloak?); write to the columns the table has"`},
 		{"order by a randomized column", "SELECT id FROM people WHERE email = 'alice@example.com' ORDER BY name", "alice@",
 			`ErrorResponse ERROR 0A000 "pgcloak: …`},
+		// A numeric constant is read as the column's type reads it: a
+		// date does not take one.
+		{"decimal literal into a date", "INSERT INTO people (id, born, name) VALUES (1, 20240315.5, 'Alice Liddell')", "Alice",
+			`ErrorResponse ERROR 22007 "pgcloak: public.people.born (date): invalid input syntax for type date: \"20240315.5\""`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			newEngine(t).refused(c.sql, c.secret, c.err, 'I')

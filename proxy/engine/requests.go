@@ -459,15 +459,18 @@ func (ss *session) replacementFor(sql string, e sqlplan.Edit) (replacement, erro
 			return r, fmt.Errorf("internal: unknown column %s", e.Column)
 		}
 		value := unsafe.Slice(unsafe.StringData(e.Value), len(e.Value)) // only read
-		var err error
 		if isDecimalLiteral(sql[e.Start:e.End]) {
-			r.plain, err = ss.numericLiteral(col, value)
-		} else if r.plain, err = col.typ.CanonicalView(0, value, &ss.cloak.fmtClient); err != nil {
-			err = columnValueError(col, err)
+			// A numeric constant, as the column's type reads it.
+			var err error
+			if value, err = ss.numericLiteral(col, value); err != nil {
+				return r, err
+			}
 		}
+		plain, err := col.typ.CanonicalView(0, value, &ss.cloak.fmtClient)
 		if err != nil {
-			return r, err
+			return r, columnValueError(col, err)
 		}
+		r.plain = plain
 		r.col, r.subj, r.space = col, literalSubject(e.Subject), sqlplan.SpaceAfter(sql, e)
 	}
 	return r, nil
