@@ -5,7 +5,6 @@ package engine
 
 import (
 	"encoding/binary"
-	"fmt"
 	"math"
 	"strings"
 
@@ -406,18 +405,12 @@ func (ss *session) encryptBind(m []byte, st *statement, resultFormats []int16) (
 			out = binary.BigEndian.AppendUint32(out, math.MaxUint32) // -1: NULL
 		case plains[i] != nil:
 			col := st.params[i]
-			k := col.sealedSize(len(plains[i]))
-			out = binary.BigEndian.AppendUint32(out, uint32(k))
+			out = binary.BigEndian.AppendUint32(out, uint32(col.sealedSize(len(plains[i]))))
 			subj := paramSubject(st, i, msg.Parameters, formats)
-			sealed, err := ss.seal(out, plains[i], col, &subj)
-			if err != nil {
+			var err error
+			if out, err = ss.sealInPlace(out, plains[i], col, &subj); err != nil {
 				return nil, err
 			}
-			if len(sealed) != len(out)+k || &sealed[0] != &out[0] {
-				return nil, fmt.Errorf("internal: %s sealed %d bytes, expected %d", col, len(sealed)-len(out), k)
-			}
-			ss.countEncrypted(col)
-			out = sealed
 		default:
 			out = binary.BigEndian.AppendUint32(out, uint32(len(v)))
 			out = append(out, v...)

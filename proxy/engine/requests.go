@@ -485,14 +485,10 @@ func (ss *session) appendReplacement(dst []byte, r *replacement) ([]byte, error)
 	if r.col != nil {
 		dst = append(dst, byteaLiteralOpen...)
 		at, n := len(dst), r.col.sealedSize(len(r.plain))
-		sealed, err := ss.seal(dst[:at+n], r.plain, r.col, &r.subj)
+		sealed, err := ss.sealInPlace(dst[:at+n], r.plain, r.col, &r.subj)
 		if err != nil {
 			return nil, err
 		}
-		if len(sealed) != at+2*n || &sealed[0] != &dst[0] {
-			return nil, fmt.Errorf("internal: %s sealed %d bytes, expected %d", r.col, len(sealed)-at-n, n)
-		}
-		ss.countEncrypted(r.col)
 		dst = sealed[:at]
 		for _, b := range sealed[at+n:] {
 			dst = append(dst, hexDigits[b>>4], hexDigits[b&0x0f])
@@ -506,6 +502,22 @@ func (ss *session) appendReplacement(dst []byte, r *replacement) ([]byte, error)
 }
 
 const hexDigits = "0123456789abcdef"
+
+// sealInPlace appends the ciphertext of plain for col to dst, which has room
+// for it (col.sealedSize), and counts the value: a message built at its
+// final size gets each ciphertext where it goes.
+func (ss *session) sealInPlace(dst, plain []byte, col *column, subj *subjectValue) ([]byte, error) {
+	n := col.sealedSize(len(plain))
+	sealed, err := ss.seal(dst, plain, col, subj)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) != len(dst)+n || cap(dst) < len(dst)+n {
+		return nil, fmt.Errorf("internal: %s sealed %d bytes, expected %d in place", col, len(sealed)-len(dst), n)
+	}
+	ss.countEncrypted(col)
+	return sealed, nil
+}
 
 // checkJoins refuses comparisons between two deterministic columns unless
 // they share a search group (and so encrypt equal values equally).
